@@ -1,0 +1,231 @@
+"""The nouns gyre records. Plain frozen dataclasses, shared by every store.
+
+They map one to one onto MLflow's tracking entities (experiments, runs, params, metrics,
+tags), so a later MLflow-compatible REST surface is a translation, not a redesign.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Dataset",
+    "DatasetInput",
+    "Experiment",
+    "Metric",
+    "Page",
+    "Run",
+    "RunStatus",
+    "Token",
+]
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    experiment_id: str
+    name: str
+    creation_time: int
+    tags: dict[str, str] = field(default_factory=dict)
+    lifecycle_stage: str = "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "creation_time": self.creation_time,
+            "tags": dict(self.tags),
+            "lifecycle_stage": self.lifecycle_stage,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Experiment:
+        return cls(
+            experiment_id=str(d["experiment_id"]),
+            name=d["name"],
+            creation_time=int(d["creation_time"]),
+            tags=dict(d.get("tags") or {}),
+            lifecycle_stage=d.get("lifecycle_stage", "active"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One point of a metric series. ``timestamp`` is milliseconds since the epoch."""
+
+    key: str
+    value: float
+    step: int
+    timestamp: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "value": encode_float(self.value),
+            "step": self.step,
+            "timestamp": self.timestamp,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Metric:
+        return cls(d["key"], decode_float(d["value"]), int(d["step"]), int(d["timestamp"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """A dataset version: identified by the sha256 of its content."""
+
+    name: str
+    digest: str
+    num_rows: int | None
+    schema: list[dict[str, str]]
+    source: str
+    source_type: str  # "dataframe", "ndarray", "dict", "file"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "num_rows": self.num_rows,
+            "schema": list(self.schema),
+            "source": self.source,
+            "source_type": self.source_type,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Dataset:
+        return cls(
+            name=d["name"],
+            digest=d["digest"],
+            num_rows=d.get("num_rows"),
+            schema=list(d.get("schema") or []),
+            source=d.get("source", ""),
+            source_type=d.get("source_type", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInput:
+    dataset: Dataset
+    context: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dataset": self.dataset.to_dict(), "context": self.context}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInput:
+        return cls(Dataset.from_dict(d["dataset"]), d["context"])
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """A run with its data. ``metrics`` holds the latest value of each metric."""
+
+    run_id: str
+    experiment_id: str
+    name: str
+    status: RunStatus
+    start_time: int
+    end_time: int | None = None
+    parent_run_id: str | None = None
+    error: str | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    inputs: list[DatasetInput] = field(default_factory=list)
+    lifecycle_stage: str = "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "experiment_id": self.experiment_id,
+            "name": self.name,
+            "status": self.status.value,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "parent_run_id": self.parent_run_id,
+            "error": self.error,
+            "params": dict(self.params),
+            "tags": dict(self.tags),
+            "metrics": {k: encode_float(v) for k, v in self.metrics.items()},
+            "inputs": [i.to_dict() for i in self.inputs],
+            "lifecycle_stage": self.lifecycle_stage,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        return cls(
+            run_id=d["run_id"],
+            experiment_id=str(d["experiment_id"]),
+            name=d["name"],
+            status=RunStatus(d["status"]),
+            start_time=int(d["start_time"]),
+            end_time=d.get("end_time"),
+            parent_run_id=d.get("parent_run_id"),
+            error=d.get("error"),
+            params=dict(d.get("params") or {}),
+            tags=dict(d.get("tags") or {}),
+            metrics={k: decode_float(v) for k, v in (d.get("metrics") or {}).items()},
+            inputs=[DatasetInput.from_dict(i) for i in d.get("inputs") or []],
+            lifecycle_stage=d.get("lifecycle_stage", "active"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of search results; ``next_page_token`` is None on the last page."""
+
+    items: list[Any]
+    next_page_token: str | None = None
+
+
+def encode_float(value: float) -> float | str:
+    """JSON has no NaN or infinity: send them as the strings ``"NaN"``, ``"Infinity"``."""
+    if math.isfinite(value):
+        return value
+    if math.isnan(value):
+        return "NaN"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def decode_float(value: float | str | None) -> float:
+    if value is None:
+        return math.nan
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """An API token as stored: only a hash of the secret is kept, never the secret."""
+
+    name: str
+    scopes: tuple[str, ...]
+    created_time: int
+    prefix: str  # first characters of the secret, to recognise it in listings
+    revoked_time: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_time is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "created_time": self.created_time,
+            "prefix": self.prefix,
+            "revoked_time": self.revoked_time,
+        }
