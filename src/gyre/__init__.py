@@ -1,0 +1,62 @@
+"""gyre: the machine-learning lifecycle loop in one package.
+
+>>> import gyre
+>>> with gyre.start_run(experiment="churn", name="rf") as run:
+...     gyre.log_params({"model": "rf", "max_depth": 8})
+...     gyre.log_metric("rmse", 0.27)
+
+``import gyre`` stays light: stores, web frameworks and data libraries load on first use.
+"""
+
+from gyre.entities import Dataset, Experiment, Metric, Run, RunStatus
+from gyre.errors import GyreError
+from gyre.tracking import (
+    ActiveRun,
+    Client,
+    active_run,
+    end_run,
+    flush,
+    get_tracking_uri,
+    log_artifact,
+    log_artifacts,
+    log_dataset,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    search_runs,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "Dataset",
+    "Experiment",
+    "GyreError",
+    "Metric",
+    "Run",
+    "RunStatus",
+    "__version__",
+    "active_run",
+    "end_run",
+    "flush",
+    "get_tracking_uri",
+    "log_artifact",
+    "log_artifacts",
+    "log_dataset",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]

@@ -1,0 +1,149 @@
+"""Tables of the metadata store (SQLAlchemy Core). Alembic migrations create them.
+
+Sized for 100k runs and 100M metric points: the points table carries one index for
+history reads; search filters and orders on ``latest_metrics`` (one row per run and key,
+indexed by key and value), never on the points themselves.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants 64 bits.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments",
+    metadata,
+    Column("experiment_id", _BigId, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False, unique=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("lifecycle_stage", String(32), nullable=False, server_default="active"),
+)
+
+experiment_tags = Table(
+    "experiment_tags",
+    metadata,
+    Column(
+        "experiment_id",
+        _BigId,
+        ForeignKey("experiments.experiment_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column(
+        "experiment_id", _BigId, ForeignKey("experiments.experiment_id"), nullable=False
+    ),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger, nullable=True),
+    Column("parent_run_id", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("lifecycle_stage", String(32), nullable=False, server_default="active"),
+    Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+    Index("ix_runs_parent", "parent_run_id"),
+)
+
+params = Table(
+    "params",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", String(6000), nullable=False),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# NaN is stored as NULL value: SQLite turns NaN into NULL anyway, and doing the same on
+# PostgreSQL keeps the two backends in agreement. Infinities are stored as themselves.
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float(precision=53), nullable=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_id", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float(precision=53), nullable=True),
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+# Batch ids already applied: a retried log_batch is recognised and skipped.
+applied_batches = Table(
+    "applied_batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(32), nullable=False),
+)
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("dataset_id", _BigId, primary_key=True, autoincrement=True),
+    Column("name", String(256), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("num_rows", BigInteger, nullable=True),
+    Column("schema", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("source_type", String(32), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Index("ux_datasets_name_digest", "name", "digest", unique=True),
+    Index("ix_datasets_digest", "digest"),
+)
+
+run_inputs = Table(
+    "run_inputs",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("dataset_id", _BigId, ForeignKey("datasets.dataset_id"), primary_key=True),
+    Column("context", String(64), primary_key=True),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("scopes", String(64), nullable=False),
+    Column("created_time", BigInteger, nullable=False),
+    Column("revoked_time", BigInteger, nullable=True),
+)

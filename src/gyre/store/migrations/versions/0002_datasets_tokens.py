@@ -1,0 +1,61 @@
+"""Dataset versions linked to runs as inputs; hashed API tokens.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "datasets",
+        sa.Column("dataset_id", _BigId, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(256), nullable=False),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("num_rows", sa.BigInteger, nullable=True),
+        sa.Column("schema", sa.Text, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("source_type", sa.String(32), nullable=False),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ux_datasets_name_digest", "datasets", ["name", "digest"], unique=True)
+    op.create_index("ix_datasets_digest", "datasets", ["digest"])
+    op.create_table(
+        "run_inputs",
+        sa.Column(
+            "run_id",
+            sa.String(32),
+            sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column(
+            "dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), primary_key=True
+        ),
+        sa.Column("context", sa.String(64), primary_key=True),
+    )
+    op.create_table(
+        "api_tokens",
+        sa.Column("name", sa.String(128), primary_key=True),
+        sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("prefix", sa.String(16), nullable=False),
+        sa.Column("scopes", sa.String(64), nullable=False),
+        sa.Column("created_time", sa.BigInteger, nullable=False),
+        sa.Column("revoked_time", sa.BigInteger, nullable=True),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("api_tokens")
+    op.drop_table("run_inputs")
+    op.drop_table("datasets")

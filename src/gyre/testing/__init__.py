@@ -1,0 +1,9 @@
+"""Conformance suites for gyre's seams, for built-in and third-party implementations.
+
+>>> from gyre.testing import check_store
+>>> check_store(my_store)  # raises AssertionError naming the failed check
+"""
+
+from gyre.testing._store import STORE_CHECKS, check_store
+
+__all__ = ["STORE_CHECKS", "check_store"]

@@ -1,0 +1,45 @@
+"""Experiment tracking: runs, params, metrics, tags, datasets and artifacts."""
+
+from gyre.tracking._client import Client
+from gyre.tracking._fluent import (
+    ActiveRun,
+    active_run,
+    end_run,
+    flush,
+    get_client,
+    get_tracking_uri,
+    log_artifact,
+    log_artifacts,
+    log_dataset,
+    log_metric,
+    log_metrics,
+    log_param,
+    log_params,
+    search_runs,
+    set_tag,
+    set_tags,
+    set_tracking_uri,
+    start_run,
+)
+
+__all__ = [
+    "ActiveRun",
+    "Client",
+    "active_run",
+    "end_run",
+    "flush",
+    "get_client",
+    "get_tracking_uri",
+    "log_artifact",
+    "log_artifacts",
+    "log_dataset",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "set_tracking_uri",
+    "start_run",
+]
