@@ -1,8 +1,8 @@
 """Every error gyre raises on purpose.
 
-The tree::
+The tree (class, code, HTTP status, CLI exit code)::
 
-    GyreError                                   code              HTTP  exit
+    GyreError                                   INTERNAL_ERROR    500   1
     ├── InvalidArgument(ValueError)             INVALID_ARGUMENT  400   2
     │   └── InvalidFilter                       INVALID_FILTER    400   2
     ├── NotFound(LookupError)                   NOT_FOUND         404   2

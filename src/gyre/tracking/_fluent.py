@@ -59,6 +59,7 @@ class ActiveRun:
         self.run_id = run.run_id
         self.experiment_id = run.experiment_id
         self.name = run.name
+        self._source: threading.Thread | None = None
 
     def __enter__(self) -> ActiveRun:
         return self
@@ -133,9 +134,10 @@ def start_run(
         active = ActiveRun(run, client)
         _stack.append(active)
     # git and package versions: gathered off the caller's path, logged as tags.
-    threading.Thread(
+    active._source = threading.Thread(
         target=_record_source, args=(client, run.run_id), name="gyre-source-tags", daemon=True
-    ).start()
+    )
+    active._source.start()
     return active
 
 
@@ -170,10 +172,11 @@ def end_run(
         target = run if run is not None and run in _stack else _stack[-1]
         while _stack:
             top = _stack.pop()
-            if top is target:
-                top.client.set_terminated(top.run_id, status, error)
-                return
+            if top._source is not None:
+                top._source.join(timeout=10)  # its tags belong to the run
             top.client.set_terminated(top.run_id, status, error)
+            if top is target:
+                return
 
 
 def flush() -> None:

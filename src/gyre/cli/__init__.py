@@ -1,0 +1,52 @@
+"""The ``gyre`` command. :func:`main` is the one place a GyreError becomes a red line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from gyre.errors import GyreError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and, from the console script, exit with) its exit code."""
+    from gyre.cli._app import app
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        result = app(args=argv, prog_name="gyre", standalone_mode=False)
+    except GyreError as exc:
+        line = f"[bold red]error:[/] {_escape(exc.message)}"
+        if exc.hint:
+            line += f" [dim]({_escape(exc.hint)})[/]"
+        err.print(line)
+        return _exit(exc.exit_code, argv)
+    except click.exceptions.UsageError as exc:
+        exc.show(file=sys.stderr)
+        return _exit(2, argv)
+    except click.exceptions.Abort:
+        err.print("[red]aborted[/]")
+        return _exit(1, argv)
+    except click.exceptions.Exit as exc:
+        return _exit(exc.exit_code, argv)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]")
+        return _exit(130, argv)
+    code = result if isinstance(result, int) else 0
+    return _exit(code, argv)
+
+
+def _exit(code: int, argv: list[str] | None) -> int:
+    if argv is None:  # called as the console script
+        sys.exit(code)
+    return code
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
