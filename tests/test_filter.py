@@ -10,11 +10,13 @@ from gyre.store.filter import And, Comparison, Or, OrderTerm, parse_filter, pars
 
 def test_the_documented_example_parses() -> None:
     node = parse_filter("metrics.rmse < 0.3 and params.model = 'rf' and tags.team = 'x'")
-    assert node == And((
-        Comparison("metric", "rmse", "<", 0.3),
-        Comparison("param", "model", "=", "rf"),
-        Comparison("tag", "team", "=", "x"),
-    ))
+    assert node == And(
+        (
+            Comparison("metric", "rmse", "<", 0.3),
+            Comparison("param", "model", "=", "rf"),
+            Comparison("tag", "team", "=", "x"),
+        )
+    )
 
 
 def test_or_parentheses_in_like_and_quoted_keys() -> None:

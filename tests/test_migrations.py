@@ -37,15 +37,20 @@ def _old_database_is_upgraded_in_place(uri: str) -> None:
     _upgrade_to(uri, "0001")
     engine = sa.create_engine(uri.replace("postgresql://", "postgresql+psycopg://"))
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO experiments (name, creation_time, lifecycle_stage) "
-            "VALUES ('kept', 1, 'active')"
-        ))
+        conn.execute(
+            sa.text(
+                "INSERT INTO experiments (name, creation_time, lifecycle_stage) "
+                "VALUES ('kept', 1, 'active')"
+            )
+        )
         exp_id = conn.execute(sa.text("SELECT experiment_id FROM experiments")).scalar_one()
-        conn.execute(sa.text(
-            "INSERT INTO runs (run_id, experiment_id, name, status, start_time, lifecycle_stage) "
-            f"VALUES ('{'a' * 32}', {exp_id}, 'old-run', 'FINISHED', 5, 'active')"
-        ))
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs "
+                "(run_id, experiment_id, name, status, start_time, lifecycle_stage) "
+                f"VALUES ('{'a' * 32}', {exp_id}, 'old-run', 'FINISHED', 5, 'active')"
+            )
+        )
     engine.dispose()
 
     store = SqlStore(uri)  # upgrades 0001 -> head

@@ -9,27 +9,61 @@ import sys
 import gyre
 from gyre import config, errors
 
-HEAVY = ["sqlalchemy", "alembic", "boto3", "botocore", "ray", "sklearn", "fastapi", "starlette",
-         "uvicorn", "typer", "rich", "pandas", "pyarrow", "duckdb", "httpx"]
+HEAVY = [
+    "sqlalchemy",
+    "alembic",
+    "boto3",
+    "botocore",
+    "ray",
+    "sklearn",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "typer",
+    "rich",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+    "httpx",
+]
 
 
 def test_the_facade_is_pinned() -> None:
-    assert sorted(gyre.__all__) == sorted([
-        "ActiveRun", "Client", "Dataset", "Experiment", "GyreError", "Metric", "Run",
-        "RunStatus", "__version__", "active_run", "end_run", "flush", "get_tracking_uri",
-        "log_artifact", "log_artifacts", "log_dataset", "log_metric", "log_metrics",
-        "log_param", "log_params", "search_runs", "set_tag", "set_tags", "set_tracking_uri",
-        "start_run",
-    ])
+    assert sorted(gyre.__all__) == sorted(
+        [
+            "ActiveRun",
+            "Client",
+            "Dataset",
+            "Experiment",
+            "GyreError",
+            "Metric",
+            "Run",
+            "RunStatus",
+            "__version__",
+            "active_run",
+            "end_run",
+            "flush",
+            "get_tracking_uri",
+            "log_artifact",
+            "log_artifacts",
+            "log_dataset",
+            "log_metric",
+            "log_metrics",
+            "log_param",
+            "log_params",
+            "search_runs",
+            "set_tag",
+            "set_tags",
+            "set_tracking_uri",
+            "start_run",
+        ]
+    )
     for name in gyre.__all__:
         assert hasattr(gyre, name), name
 
 
 def test_import_gyre_loads_no_heavy_dependency() -> None:
-    code = (
-        "import sys, json, gyre\n"
-        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
-    )
+    code = f"import sys, json, gyre\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
 
@@ -51,8 +85,11 @@ def test_every_error_class_owns_code_status_and_exit_code() -> None:
 def test_error_bodies_round_trip_to_the_same_class() -> None:
     err = errors.NotFound("run 'abc' not found", hint="list runs")
     body = errors.error_body(err)
-    assert body == {"error_code": "NOT_FOUND", "message": "run 'abc' not found",
-                    "hint": "list runs"}
+    assert body == {
+        "error_code": "NOT_FOUND",
+        "message": "run 'abc' not found",
+        "hint": "list runs",
+    }
     again = errors.from_body(body, 404)
     assert type(again) is errors.NotFound and again.message == err.message
 
@@ -64,7 +101,9 @@ def test_settings_precedence_flag_env_toml_default(tmp_path, monkeypatch) -> Non
     assert config.resolve("GYRE_PORT").source == "gyre.toml"
     monkeypatch.setenv("GYRE_PORT", "7000")
     assert (config.resolve("GYRE_PORT").value, config.resolve("GYRE_PORT").source) == (
-        "7000", "env")
+        "7000",
+        "env",
+    )
     assert config.resolve("GYRE_PORT", "8000").source == "flag"
 
 

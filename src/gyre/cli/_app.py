@@ -28,8 +28,9 @@ app = typer.Typer(
 )
 experiments_app = typer.Typer(help="Create and list experiments.", no_args_is_help=True)
 runs_app = typer.Typer(help="Find, inspect and compare runs.", no_args_is_help=True)
-config_app = typer.Typer(help="See the settings in force and where each came from.",
-                         no_args_is_help=True)
+config_app = typer.Typer(
+    help="See the settings in force and where each came from.", no_args_is_help=True
+)
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(runs_app, name="runs")
 app.add_typer(config_app, name="config")
@@ -39,8 +40,7 @@ TrackingUri = Annotated[
     typer.Option(
         "--tracking-uri",
         "-t",
-        help="sqlite:///path, postgresql://..., or http(s)://server "
-        "[default: GYRE_TRACKING_URI]",
+        help="sqlite:///path, postgresql://..., or http(s)://server [default: GYRE_TRACKING_URI]",
         show_default=False,
     ),
 ]
@@ -63,8 +63,12 @@ def experiments_list(tracking_uri: TrackingUri = None, json: JsonFlag = False) -
         return
     table = Table("id", "name", "created", "tags", title="experiments")
     for e in exps:
-        table.add_row(e.experiment_id, e.name, when(e.creation_time),
-                      ", ".join(f"{k}={v}" for k, v in e.tags.items()))
+        table.add_row(
+            e.experiment_id,
+            e.name,
+            when(e.creation_time),
+            ", ".join(f"{k}={v}" for k, v in e.tags.items()),
+        )
     console.print(table)
 
 
@@ -105,8 +109,9 @@ def runs_list(
         typer.Option("--order-by", "-o", help="e.g. 'metrics.rmse ASC' (repeatable)."),
     ] = None,
     max_results: Annotated[int, typer.Option("--max", help="Rows per page.")] = 50,
-    page_token: Annotated[str | None, typer.Option("--page-token", help="From --json output.")]
-    = None,
+    page_token: Annotated[
+        str | None, typer.Option("--page-token", help="From --json output.")
+    ] = None,
     tracking_uri: TrackingUri = None,
     json: JsonFlag = False,
 ) -> None:
@@ -151,15 +156,15 @@ def _resolve_run(client: Client, run_id: str) -> Run:
         raise InvalidArgument(
             f"run id {run_id!r} is too short", hint="give at least 6 characters of the id"
         )
-    page = client.search_runs(None, f"run_id LIKE '{run_id.replace(chr(39), '')}%'",
-                              max_results=2)
+    page = client.search_runs(None, f"run_id LIKE '{run_id.replace(chr(39), '')}%'", max_results=2)
     if len(page.items) == 1:
         run: Run = page.items[0]
         return run
     if not page.items:
         return client.get_run(run_id)  # raises NotFound naming the id
-    raise InvalidArgument(f"run id prefix {run_id!r} matches several runs",
-                          hint="give more characters")
+    raise InvalidArgument(
+        f"run id prefix {run_id!r} matches several runs", hint="give more characters"
+    )
 
 
 @runs_app.command("show")
@@ -179,8 +184,10 @@ def runs_show(
         return
     status = f"[{STATUS_STYLE.get(run.status.value, 'white')}]{run.status.value}[/]"
     console.print(f"[bold]{run.name}[/]  {run.run_id}  {status}")
-    console.print(f"experiment {run.experiment_id} · started {when(run.start_time)} · "
-                  f"{duration(run.start_time, run.end_time)}")
+    console.print(
+        f"experiment {run.experiment_id} · started {when(run.start_time)} · "
+        f"{duration(run.start_time, run.end_time)}"
+    )
     if run.parent_run_id:
         console.print(f"parent run {run.parent_run_id}")
     if run.error:
@@ -200,12 +207,18 @@ def runs_show(
             t.add_row(k, v if len(v) < 120 else v[:117] + "...")
         console.print(t)
     if run.inputs:
-        t = Table("dataset", "context", "rows", "digest", "source", title="datasets",
-                  title_justify="left")
+        t = Table(
+            "dataset", "context", "rows", "digest", "source", title="datasets", title_justify="left"
+        )
         for i in run.inputs:
             d = i.dataset
-            t.add_row(d.name, i.context, str(d.num_rows if d.num_rows is not None else "-"),
-                      d.digest[:12], d.source)
+            t.add_row(
+                d.name,
+                i.context,
+                str(d.num_rows if d.num_rows is not None else "-"),
+                d.digest[:12],
+                d.source,
+            )
         console.print(t)
     if artifacts:
         t = Table("artifact", "size", "digest", title="artifacts", title_justify="left")
@@ -244,8 +257,12 @@ def compare_table(runs: list[Run], title: str = "comparison") -> None:
         best = (min(finite) if lower_better else max(finite)) if finite else None
         table.add_row(
             f"metric {key}",
-            *(f"[bold green]{number(v)}[/]" if v is not None and v == best and len(finite) > 1
-              else number(v) for v in nums),
+            *(
+                f"[bold green]{number(v)}[/]"
+                if v is not None and v == best and len(finite) > 1
+                else number(v)
+                for v in nums
+            ),
         )
     console.print(table)
 
@@ -271,8 +288,7 @@ def config_show(json: JsonFlag = False) -> None:
 
 @app.command("demo")
 def demo(
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same runs.")]
-    = 7,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same runs.")] = 7,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Run the whole loop end to end on the embedded store: train two models, track them,

@@ -46,28 +46,36 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
     uri = config.get("GYRE_TRACKING_URI", tracking_uri)
     fluent.set_tracking_uri(uri)
     client = fluent.get_client()
-    console.print(Panel.fit(
-        "[bold]gyre demo[/] — track two models, compare them, see where it all lives",
-        border_style="cyan",
-    ))
+    console.print(
+        Panel.fit(
+            "[bold]gyre demo[/] — track two models, compare them, see where it all lives",
+            border_style="cyan",
+        )
+    )
 
     frame = load_breast_cancer(as_frame=True).frame
-    train, test = train_test_split(frame, test_size=0.25, random_state=seed,
-                                   stratify=frame["target"])
+    train, test = train_test_split(
+        frame, test_size=0.25, random_state=seed, stratify=frame["target"]
+    )
     x_train, y_train = train.drop(columns="target"), train["target"]
     x_test, y_test = test.drop(columns="target"), test["target"]
 
     run_ids: list[str] = []
     progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-        TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
     )
     with progress:
         for params in SETTINGS:
             name = f"gbm-lr{params['learning_rate']}"
             task = progress.add_task(f"training {name}", total=params["n_estimators"])
-            with fluent.start_run(experiment="demo", name=name,
-                                  tags={"demo": "tracking", "seed": seed}) as run:
+            with fluent.start_run(
+                experiment="demo", name=name, tags={"demo": "tracking", "seed": seed}
+            ) as run:
                 fluent.log_params({**params, "model": "GradientBoostingClassifier"})
                 fluent.log_dataset(train, "breast-cancer", context="train")
                 fluent.log_dataset(test, "breast-cancer", context="test")
@@ -78,19 +86,26 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
                     progress.advance(task)
                 proba = model.predict_proba(x_test)[:, 1]
                 pred = (proba >= 0.5).astype(int)
-                fluent.log_metrics({
-                    "accuracy": float(accuracy_score(y_test, pred)),
-                    "f1": float(f1_score(y_test, pred)),
-                    "roc_auc": float(roc_auc_score(y_test, proba)),
-                    "log_loss": float(log_loss(y_test, proba)),
-                })
+                fluent.log_metrics(
+                    {
+                        "accuracy": float(accuracy_score(y_test, pred)),
+                        "f1": float(f1_score(y_test, pred)),
+                        "roc_auc": float(roc_auc_score(y_test, proba)),
+                        "log_loss": float(log_loss(y_test, proba)),
+                    }
+                )
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / "feature_importance.csv"
-                    path.write_text("feature,importance\n" + "".join(
-                        f"{f},{v:.6f}\n"
-                        for f, v in sorted(zip(x_train.columns, model.feature_importances_,
-                                               strict=True), key=lambda fv: -fv[1])
-                    ))
+                    path.write_text(
+                        "feature,importance\n"
+                        + "".join(
+                            f"{f},{v:.6f}\n"
+                            for f, v in sorted(
+                                zip(x_train.columns, model.feature_importances_, strict=True),
+                                key=lambda fv: -fv[1],
+                            )
+                        )
+                    )
                     fluent.log_artifact(path)
                 run_ids.append(run.run_id)
 
@@ -98,16 +113,19 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
     compare_table(runs, title="two learning rates, compared")
     best = max(runs, key=lambda r: r.metrics["roc_auc"])
     console.print(f"best by ROC AUC: [bold green]{best.name}[/] ({best.metrics['roc_auc']:.4f})")
-    console.print(Panel.fit(
-        f"metadata   {uri}\n"
-        f"artifacts  {client.artifact_uri}\n"
-        f"dataset    breast-cancer · train {len(train)} rows · test {len(test)} rows · "
-        f"digest {runs[0].inputs[0].dataset.digest[:12]}\n\n"
-        "next:\n"
-        "  gyre runs list -e demo -o 'metrics.roc_auc DESC'\n"
-        f"  gyre runs compare {run_ids[0][:8]} {run_ids[1][:8]}\n"
-        f"  gyre runs show {best.run_id[:8]}\n"
-        "  gyre server   # the REST API at http://127.0.0.1:5050/docs",
-        title="where it lives", border_style="green",
-    ))
+    console.print(
+        Panel.fit(
+            f"metadata   {uri}\n"
+            f"artifacts  {client.artifact_uri}\n"
+            f"dataset    breast-cancer · train {len(train)} rows · test {len(test)} rows · "
+            f"digest {runs[0].inputs[0].dataset.digest[:12]}\n\n"
+            "next:\n"
+            "  gyre runs list -e demo -o 'metrics.roc_auc DESC'\n"
+            f"  gyre runs compare {run_ids[0][:8]} {run_ids[1][:8]}\n"
+            f"  gyre runs show {best.run_id[:8]}\n"
+            "  gyre server   # the REST API at http://127.0.0.1:5050/docs",
+            title="where it lives",
+            border_style="green",
+        )
+    )
     fluent.set_tracking_uri(None)

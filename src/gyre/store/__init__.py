@@ -22,8 +22,6 @@ def scheme_of(uri: str) -> str:
 def open_store(uri: str | None = None) -> MetadataStore:
     """The store for ``uri`` (default: the GYRE_TRACKING_URI setting)."""
     uri = uri or _config.get("GYRE_TRACKING_URI")
-    cls = _plugins.load(
-        "gyre.metadata_stores", scheme_of(uri), what="tracking URI", value=uri
-    )
+    cls = _plugins.load("gyre.metadata_stores", scheme_of(uri), what="tracking URI", value=uri)
     store: MetadataStore = cls(uri)
     return store

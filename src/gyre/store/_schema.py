@@ -51,9 +51,7 @@ runs = Table(
     "runs",
     metadata,
     Column("run_id", String(32), primary_key=True),
-    Column(
-        "experiment_id", _BigId, ForeignKey("experiments.experiment_id"), nullable=False
-    ),
+    Column("experiment_id", _BigId, ForeignKey("experiments.experiment_id"), nullable=False),
     Column("name", String(256), nullable=False),
     Column("status", String(16), nullable=False),
     Column("start_time", BigInteger, nullable=False),

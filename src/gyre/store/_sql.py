@@ -245,8 +245,13 @@ class SqlStore:
         ):
             tags[t.experiment_id][t.key] = t.value
         return [
-            Experiment(str(r.experiment_id), r.name, r.creation_time, tags[r.experiment_id],
-                       r.lifecycle_stage)
+            Experiment(
+                str(r.experiment_id),
+                r.name,
+                r.creation_time,
+                tags[r.experiment_id],
+                r.lifecycle_stage,
+            )
             for r in rows
         ]
 
@@ -298,15 +303,22 @@ class SqlStore:
                 sa.select(s.runs.c.experiment_id).where(s.runs.c.run_id == run_id)
             ).first()
             if existing is None:
-                if conn.execute(
-                    sa.select(s.experiments.c.experiment_id).where(
-                        s.experiments.c.experiment_id == exp_int
-                    )
-                ).first() is None:
+                if (
+                    conn.execute(
+                        sa.select(s.experiments.c.experiment_id).where(
+                            s.experiments.c.experiment_id == exp_int
+                        )
+                    ).first()
+                    is None
+                ):
                     raise NotFound(f"experiment {experiment_id!r} not found")
-                if parent_run_id is not None and conn.execute(
-                    sa.select(s.runs.c.run_id).where(s.runs.c.run_id == parent_run_id)
-                ).first() is None:
+                if (
+                    parent_run_id is not None
+                    and conn.execute(
+                        sa.select(s.runs.c.run_id).where(s.runs.c.run_id == parent_run_id)
+                    ).first()
+                    is None
+                ):
                     raise NotFound(f"parent run {parent_run_id!r} not found")
                 conn.execute(
                     s.runs.insert().values(
@@ -343,7 +355,9 @@ class SqlStore:
         if not run_ids:
             return []
         ids = list(run_ids)
-        rows = {r.run_id: r for r in conn.execute(sa.select(s.runs).where(s.runs.c.run_id.in_(ids)))}
+        rows = {
+            r.run_id: r for r in conn.execute(sa.select(s.runs).where(s.runs.c.run_id.in_(ids)))
+        }
         params: dict[str, dict[str, str]] = {i: {} for i in rows}
         tags: dict[str, dict[str, str]] = {i: {} for i in rows}
         latest: dict[str, dict[str, float]] = {i: {} for i in rows}
@@ -430,9 +444,10 @@ class SqlStore:
                 ).first()
                 if applied is None:
                     return  # a retry of a batch already written
-            if conn.execute(
-                sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)
-            ).first() is None:
+            if (
+                conn.execute(sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first()
+                is None
+            ):
                 raise NotFound(f"run {run_id!r} not found")
             if params:
                 self._write_params(conn, run_id, params)
@@ -464,7 +479,9 @@ class SqlStore:
                     f"cannot change it to {value!r}",
                     hint="params are write-once: log a new param name or start a new run",
                 )
-        new = [{"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing]
+        new = [
+            {"run_id": run_id, "key": k, "value": v} for k, v in params.items() if k not in existing
+        ]
         if new:
             conn.execute(s.params.insert(), new)
 
@@ -497,9 +514,13 @@ class SqlStore:
                 .where(m.c.run_id == run_id, m.c.key == key)
                 .order_by(m.c.step, m.c.timestamp, m.c.id)
             ).all()
-            if not rows and conn.execute(
-                sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)
-            ).first() is None:
+            if (
+                not rows
+                and conn.execute(
+                    sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)
+                ).first()
+                is None
+            ):
                 raise NotFound(f"run {run_id!r} not found")
         return [Metric(key, _from_db(r.value), r.step, r.timestamp) for r in rows]
 
@@ -507,9 +528,10 @@ class SqlStore:
         if not context or len(context) > 64:
             raise InvalidArgument(f"dataset context {context!r} must be 1 to 64 characters")
         with self._writing() as conn:
-            if conn.execute(
-                sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)
-            ).first() is None:
+            if (
+                conn.execute(sa.select(s.runs.c.run_id).where(s.runs.c.run_id == run_id)).first()
+                is None
+            ):
                 raise NotFound(f"run {run_id!r} not found")
             conn.execute(
                 self._insert(s.datasets)
@@ -643,9 +665,7 @@ class SqlStore:
                 .where(s.api_tokens.c.name == name, s.api_tokens.c.revoked_time.is_(None))
                 .values(revoked_time=now_ms())
             ).rowcount
-            row = conn.execute(
-                sa.select(s.api_tokens).where(s.api_tokens.c.name == name)
-            ).first()
+            row = conn.execute(sa.select(s.api_tokens).where(s.api_tokens.c.name == name)).first()
         if row is None:
             raise NotFound(f"token {name!r} not found", hint="`gyre tokens list` shows them")
         if not done:
@@ -729,8 +749,7 @@ def _check_params(params: dict[str, str]) -> dict[str, str]:
             raise InvalidArgument(f"param {key!r} value {value!r} must be a string")
         if len(value) > MAX_PARAM_LENGTH:
             raise InvalidArgument(
-                f"param {key!r} value is {len(value)} characters; the limit is "
-                f"{MAX_PARAM_LENGTH}",
+                f"param {key!r} value is {len(value)} characters; the limit is {MAX_PARAM_LENGTH}",
                 hint="log long values as a tag or an artifact",
             )
     return params
@@ -812,8 +831,50 @@ def _decode_page_token(token: str | None) -> int:
         ) from None
 
 
-_ADJECTIVES = "amber brisk calm deft eager fond gentle hardy keen lucid mellow nimble proud quiet rapid sly tidy vivid witty zesty".split()  # noqa: E501
-_NOUNS = "heron otter lynx finch badger falcon marten wren ibex gecko puffin koala bison crane moth newt owl quail seal yak".split()  # noqa: E501
+_ADJECTIVES = [
+    "amber",
+    "brisk",
+    "calm",
+    "deft",
+    "eager",
+    "fond",
+    "gentle",
+    "hardy",
+    "keen",
+    "lucid",
+    "mellow",
+    "nimble",
+    "proud",
+    "quiet",
+    "rapid",
+    "sly",
+    "tidy",
+    "vivid",
+    "witty",
+    "zesty",
+]
+_NOUNS = [
+    "heron",
+    "otter",
+    "lynx",
+    "finch",
+    "badger",
+    "falcon",
+    "marten",
+    "wren",
+    "ibex",
+    "gecko",
+    "puffin",
+    "koala",
+    "bison",
+    "crane",
+    "moth",
+    "newt",
+    "owl",
+    "quail",
+    "seal",
+    "yak",
+]
 _rng = random.Random()
 _rng_lock = threading.Lock()
 

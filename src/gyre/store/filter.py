@@ -175,8 +175,10 @@ class _Parser:
         tok = self.advance()
         if tok.kind != "ident":
             raise _error(
-                self.text, tok.pos, f"expected metrics.<key>, params.<key>, tags.<key> or an "
-                f"attribute, got {tok.text or 'the end'!r}"
+                self.text,
+                tok.pos,
+                f"expected metrics.<key>, params.<key>, tags.<key> or an "
+                f"attribute, got {tok.text or 'the end'!r}",
             )
         kind, key = _identifier(self.text, tok)
         op_tok = self.tok
@@ -197,13 +199,19 @@ class _Parser:
             vtok = self.advance()
             if numeric:
                 if vtok.kind != "number":
-                    raise _error(self.text, vtok.pos, f"{tok.text} compares with a number, "
-                                 f"got {vtok.text or 'the end'!r}")
+                    raise _error(
+                        self.text,
+                        vtok.pos,
+                        f"{tok.text} compares with a number, got {vtok.text or 'the end'!r}",
+                    )
                 value = float(vtok.text)
             else:
                 if vtok.kind != "string":
-                    raise _error(self.text, vtok.pos, f"{tok.text} compares with a quoted "
-                                 f"string, got {vtok.text or 'the end'!r}")
+                    raise _error(
+                        self.text,
+                        vtok.pos,
+                        f"{tok.text} compares with a quoted string, got {vtok.text or 'the end'!r}",
+                    )
                 value = _unquote(vtok.text)
         return Comparison(kind, key, op, value)
 
@@ -266,7 +274,7 @@ def _identifier(text: str, tok: _Tok) -> tuple[Kind, str]:
             f"{', '.join(sorted(NUMERIC_ATTRIBUTES | TEXT_ATTRIBUTES))}",
         )
     key = rest
-    if len(key) >= 2 and key[0] in "`\"" and key[-1] == key[0]:
+    if len(key) >= 2 and key[0] in '`"' and key[-1] == key[0]:
         key = key[1:-1]
     if not key:
         raise _error(text, tok.pos, f"{raw!r} names no key")

@@ -137,7 +137,13 @@ def check_search(store: MetadataStore) -> None:
     other = _experiment(store, "search-other")
     ids = {}
     for i, (model, rmse, team) in enumerate(
-        [("rf", 0.2, "x"), ("rf", 0.35, "x"), ("gbm", 0.25, "y"), ("rf", 0.1, "y"), ("lr", 0.5, "x")]
+        [
+            ("rf", 0.2, "x"),
+            ("rf", 0.35, "x"),
+            ("gbm", 0.25, "y"),
+            ("rf", 0.1, "y"),
+            ("lr", 0.5, "x"),
+        ]
     ):
         run = store.create_run(exp, name=f"run-{i}", start_time=1000 + i)
         store.log_batch(

@@ -253,9 +253,7 @@ class Client:
 
     # -- datasets and artifacts (written at once) ----------------------------------------
 
-    def log_dataset(
-        self, run_id: str, data: Any, name: str, context: str = "train"
-    ) -> Dataset:
+    def log_dataset(self, run_id: str, data: Any, name: str, context: str = "train") -> Dataset:
         """Record ``data`` (DataFrame, ndarray, dict of columns or path) as an input."""
         dataset = describe(data, name)
         self.store.log_inputs(run_id, dataset, context)
@@ -275,9 +273,7 @@ class Client:
     def download_artifacts(
         self, run_id: str, dest: str | Path, artifact_path: str | None = None
     ) -> Path:
-        return _artifacts.download(
-            self.artifact_store, f"runs/{run_id}", Path(dest), artifact_path
-        )
+        return _artifacts.download(self.artifact_store, f"runs/{run_id}", Path(dest), artifact_path)
 
 
 def _number(key: str, value: Any) -> float:

@@ -9,6 +9,7 @@ is a subprocess, so it runs in the writer's time, not the caller's.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -75,10 +76,8 @@ def source_tags() -> dict[str, str]:
         "gyre.platform": platform.platform(terse=True),
         "gyre.packages": json.dumps(_packages(), sort_keys=True),
     }
-    try:
+    with contextlib.suppress(KeyError, OSError):
         tags["gyre.user"] = getpass.getuser()
-    except (KeyError, OSError):
-        pass
     where = Path(entry).parent if entry != "<interactive>" else Path(os.getcwd())
     commit = _git(["rev-parse", "HEAD"], where) if where.is_dir() else None
     if commit:

@@ -87,8 +87,7 @@ def set_tracking_uri(uri: str | None) -> None:
     with _lock:
         if _stack:
             raise InvalidArgument(
-                f"cannot switch tracking URI to {uri!r} while run {_stack[-1].run_id!r} is "
-                "active",
+                f"cannot switch tracking URI to {uri!r} while run {_stack[-1].run_id!r} is active",
                 hint="end the run first",
             )
         if _client is not None:

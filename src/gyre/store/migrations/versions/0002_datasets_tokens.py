@@ -39,9 +39,7 @@ def upgrade() -> None:
             sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column(
-            "dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), primary_key=True
-        ),
+        sa.Column("dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), primary_key=True),
         sa.Column("context", sa.String(64), primary_key=True),
     )
     op.create_table(

@@ -1,0 +1,131 @@
+"""The gyre command as people and scripts use it: tables, --json, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import gyre
+
+
+def gyre_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "gyre", *args], capture_output=True, text=True, timeout=120
+    )
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture
+def populated(sqlite_uri: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("GYRE_TRACKING_URI", sqlite_uri)
+    client = gyre.Client(sqlite_uri)
+    ids = {}
+    for name, model, rmse in [("a", "rf", 0.2), ("b", "gbm", 0.4), ("c", "rf", 0.3)]:
+        run = client.create_run("cli", name=name)
+        client.log_params(run.run_id, {"model": model})
+        client.log_metric(run.run_id, "rmse", rmse)
+        client.set_terminated(run.run_id)
+        ids[name] = run.run_id
+    client.close()
+    return ids
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert out.returncode == 2, out
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_runs_list_filters_and_orders_in_the_table_and_json(populated: dict[str, str]) -> None:
+    table = gyre_cli("runs", "list", "-e", "cli", "-f", "params.model = 'rf'", check=True)
+    assert "a" in table.stdout and "rf" in table.stdout and "gbm" not in table.stdout
+    data = json.loads(
+        gyre_cli(
+            "runs", "list", "-e", "cli", "-o", "metrics.rmse DESC", "--json", check=True
+        ).stdout
+    )
+    assert [r["name"] for r in data["runs"]] == ["b", "c", "a"]
+    assert data["next_page_token"] is None
+
+
+def test_runs_show_accepts_a_prefix(populated: dict[str, str]) -> None:
+    out = gyre_cli("runs", "show", populated["b"][:8], check=True)
+    assert "gbm" in out.stdout and populated["b"] in out.stdout
+    data = json.loads(gyre_cli("runs", "show", populated["b"], "--json", check=True).stdout)
+    assert data["params"] == {"model": "gbm"} and data["metrics"] == {"rmse": 0.4}
+
+
+def test_runs_compare_shows_both_runs(populated: dict[str, str]) -> None:
+    out = gyre_cli("runs", "compare", populated["a"], populated["b"], check=True)
+    assert "param model" in out.stdout and "metric rmse" in out.stdout
+    assert_one_line_error(gyre_cli("runs", "compare", populated["a"]), "compare needs two")
+
+
+def test_unknown_run_is_one_red_line_naming_it(populated: dict[str, str]) -> None:
+    assert_one_line_error(gyre_cli("runs", "show", "f" * 32), "f" * 32, "not found")
+    assert_one_line_error(gyre_cli("runs", "list", "-e", "missing-exp"), "'missing-exp'")
+
+
+def test_a_bad_filter_points_at_the_token(populated: dict[str, str]) -> None:
+    assert_one_line_error(
+        gyre_cli("runs", "list", "-f", "metrics.rmse ~ 0.3"), "'~'", "position 14"
+    )
+
+
+def test_experiments_create_and_list(populated: dict[str, str]) -> None:
+    gyre_cli("experiments", "create", "fresh", "--tag", "team=x", check=True)
+    data = json.loads(gyre_cli("experiments", "list", "--json", check=True).stdout)
+    assert {"cli", "fresh"} <= {e["name"] for e in data}
+    assert_one_line_error(gyre_cli("experiments", "create", "fresh"), "'fresh'", "already exists")
+    assert_one_line_error(gyre_cli("experiments", "create", "x", "--tag", "nope"), "'nope'")
+
+
+def test_config_show_says_where_each_value_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GYRE_PORT", "6123")
+    monkeypatch.setenv("GYRE_TOKEN", "gyre_topsecret")
+    rows = {
+        r["name"]: r for r in json.loads(gyre_cli("config", "show", "--json", check=True).stdout)
+    }
+    assert rows["GYRE_PORT"] == {"name": "GYRE_PORT", "value": "6123", "source": "env"}
+    assert rows["GYRE_HOST"]["source"] == "default"
+    assert "topsecret" not in json.dumps(rows)
+
+
+def test_help_teaches() -> None:
+    out = gyre_cli("runs", "list", "--help", check=True).stdout
+    assert "metrics.rmse < 0.3" in out
+
+
+def test_a_usage_error_exits_2() -> None:
+    out = gyre_cli("runs", "list", "--no-such-flag")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_trains_tracks_and_compares_two_runs(sqlite_uri: str, tmp_path: Path) -> None:
+    out = gyre_cli("demo", "--tracking-uri", sqlite_uri, check=True)
+    assert "comparison" in out.stdout.lower() or "compared" in out.stdout
+    assert sqlite_uri in out.stdout, "the demo says where the metadata lives"
+    client = gyre.Client(sqlite_uri)
+    runs = client.search_runs("demo").items
+    assert len(runs) == 2
+    for run in runs:
+        assert run.status is gyre.RunStatus.FINISHED
+        assert {"accuracy", "roc_auc", "val_log_loss"} <= set(run.metrics)
+        assert run.params["learning_rate"] in ("0.3", "0.05")
+        assert [i.context for i in run.inputs] == ["train", "test"]
+        assert len(client.get_metric_history(run.run_id, "val_log_loss")) == 60
+        assert [p for p, _ in client.list_artifacts(run.run_id)] == ["feature_importance.csv"]
+    assert runs[0].inputs[0].dataset.digest == runs[1].inputs[0].dataset.digest
+    client.close()
