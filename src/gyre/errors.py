@@ -4,7 +4,8 @@ The tree (class, code, HTTP status, CLI exit code)::
 
     GyreError                                   INTERNAL_ERROR    500   1
     ├── InvalidArgument(ValueError)             INVALID_ARGUMENT  400   2
-    │   └── InvalidFilter                       INVALID_FILTER    400   2
+    │   ├── InvalidFilter                       INVALID_FILTER    400   2
+    │   └── SchemaMismatch                      SCHEMA_MISMATCH   400   2
     ├── NotFound(LookupError)                   NOT_FOUND         404   2
     ├── Conflict                                CONFLICT          409   2
     ├── GateFailed                              GATE_FAILED       422   2
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidFilter",
     "NotFound",
     "PayloadTooLarge",
+    "SchemaMismatch",
     "Unauthorized",
     "error_body",
     "from_body",
@@ -69,6 +71,12 @@ class InvalidFilter(InvalidArgument):
     """A search filter or order-by expression does not parse."""
 
     code = "INVALID_FILTER"
+
+
+class SchemaMismatch(InvalidArgument):
+    """Input does not match a model's signature ("column 'age' is missing")."""
+
+    code = "SCHEMA_MISMATCH"
 
 
 class NotFound(GyreError, LookupError):
