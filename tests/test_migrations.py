@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
-from gyre.store._sql import _MIGRATIONS, HEAD_REVISION, SqlStore
+from gyre.store._sql import SqlStore
+from gyre.store._sql_base import _MIGRATIONS, HEAD_REVISION
 
 
 def _upgrade_to(uri: str, revision: str) -> None:

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "AuditEntry",
     "Dataset",
     "DatasetInput",
     "Experiment",
     "Metric",
+    "ModelVersion",
     "Page",
+    "RegisteredModel",
     "Run",
     "RunStatus",
     "Token",
@@ -229,3 +232,134 @@ class Token:
             "prefix": self.prefix,
             "revoked_time": self.revoked_time,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    name: str
+    creation_time: int
+    last_updated_time: int
+    description: str = ""
+    latest_version: int = 0
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "creation_time": self.creation_time,
+            "last_updated_time": self.last_updated_time,
+            "description": self.description,
+            "latest_version": self.latest_version,
+            "tags": dict(self.tags),
+            "aliases": dict(self.aliases),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RegisteredModel:
+        return cls(
+            name=d["name"],
+            creation_time=int(d["creation_time"]),
+            last_updated_time=int(d["last_updated_time"]),
+            description=d.get("description") or "",
+            latest_version=int(d.get("latest_version") or 0),
+            tags=dict(d.get("tags") or {}),
+            aliases={k: int(v) for k, v in (d.get("aliases") or {}).items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """An immutable, auto-numbered version of a registered model.
+
+    ``source`` is where the model package lives (``runs:/<run_id>/<path>`` or a URI);
+    ``gate`` holds the last validation verdict and all its numbers, when there is one.
+    """
+
+    name: str
+    version: int
+    source: str
+    creation_time: int
+    run_id: str | None = None
+    description: str = ""
+    git_commit: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+    gate_verdict: str | None = None  # "blessed" | "rejected"
+    gate_report: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "creation_time": self.creation_time,
+            "run_id": self.run_id,
+            "description": self.description,
+            "git_commit": self.git_commit,
+            "tags": dict(self.tags),
+            "aliases": list(self.aliases),
+            "gate_verdict": self.gate_verdict,
+            "gate_report": self.gate_report,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelVersion:
+        return cls(
+            name=d["name"],
+            version=int(d["version"]),
+            source=d["source"],
+            creation_time=int(d["creation_time"]),
+            run_id=d.get("run_id"),
+            description=d.get("description") or "",
+            git_commit=d.get("git_commit"),
+            tags=dict(d.get("tags") or {}),
+            aliases=list(d.get("aliases") or []),
+            gate_verdict=d.get("gate_verdict"),
+            gate_report=d.get("gate_report"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One recorded decision: who did what to which model, when, and why."""
+
+    entry_id: int
+    time: int
+    actor: str
+    action: str  # "alias.set", "alias.delete", "version.create", "version.delete", "gate", ...
+    model: str
+    alias: str | None = None
+    from_version: int | None = None
+    to_version: int | None = None
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "time": self.time,
+            "actor": self.actor,
+            "action": self.action,
+            "model": self.model,
+            "alias": self.alias,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditEntry:
+        return cls(
+            entry_id=int(d["entry_id"]),
+            time=int(d["time"]),
+            actor=d["actor"],
+            action=d["action"],
+            model=d["model"],
+            alias=d.get("alias"),
+            from_version=d.get("from_version"),
+            to_version=d.get("to_version"),
+            reason=d.get("reason") or "",
+            details=dict(d.get("details") or {}),
+        )

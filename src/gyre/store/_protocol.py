@@ -8,11 +8,21 @@ makes it idempotent, so a client that retries after a lost response never duplic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from gyre.entities import Dataset, Experiment, Metric, Page, Run, RunStatus
+from gyre.entities import (
+    AuditEntry,
+    Dataset,
+    Experiment,
+    Metric,
+    ModelVersion,
+    Page,
+    RegisteredModel,
+    Run,
+    RunStatus,
+)
 
-__all__ = ["MetadataStore"]
+__all__ = ["MetadataStore", "RegistryStore"]
 
 
 @runtime_checkable
@@ -82,3 +92,81 @@ class MetadataStore(Protocol):
         """Link a dataset version (keyed by name and digest) to a run as an input."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RegistryStore(Protocol):
+    """Persistence of the model registry; SqlStore and HttpStore implement it too.
+
+    Checked by :func:`gyre.testing.check_registry_store`.
+    """
+
+    def create_registered_model(
+        self, name: str, *, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModel: ...
+
+    def get_registered_model(self, name: str) -> RegisteredModel: ...
+
+    def list_registered_models(self, max_results: int = 1000) -> list[RegisteredModel]: ...
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        *,
+        run_id: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        git_commit: str | None = None,
+        actor: str = "unknown",
+    ) -> ModelVersion:
+        """The next auto-numbered version; the registered model is created if new."""
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion: ...
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]: ...
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+
+    def delete_model_version(
+        self, name: str, version: int, *, actor: str = "unknown", reason: str = ""
+    ) -> None:
+        """Conflict naming the aliases when any alias points at the version."""
+
+    def set_model_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None: ...
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, actor: str = "unknown", reason: str = ""
+    ) -> AuditEntry:
+        """Atomic; audited with from/to versions."""
+
+    def delete_alias(
+        self, name: str, alias: str, *, actor: str = "unknown", reason: str = ""
+    ) -> AuditEntry: ...
+
+    def record_gate(
+        self,
+        name: str,
+        version: int,
+        verdict: str,
+        report: dict[str, Any],
+        *,
+        actor: str = "unknown",
+    ) -> ModelVersion: ...
+
+    def record_audit(
+        self,
+        model: str,
+        action: str,
+        *,
+        actor: str = "unknown",
+        reason: str = "",
+        alias: str | None = None,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry: ...
+
+    def get_audit_log(
+        self, model: str | None = None, max_results: int = 100
+    ) -> list[AuditEntry]: ...

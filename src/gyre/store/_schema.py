@@ -12,6 +12,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -144,4 +145,90 @@ api_tokens = Table(
     Column("scopes", String(64), nullable=False),
     Column("created_time", BigInteger, nullable=False),
     Column("revoked_time", BigInteger, nullable=True),
+)
+
+registered_models = Table(
+    "registered_models",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("last_updated_time", BigInteger, nullable=False),
+    Column("latest_version", Integer, nullable=False, server_default="0"),
+)
+
+registered_model_tags = Table(
+    "registered_model_tags",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("version", Integer, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(32), nullable=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("git_commit", String(64), nullable=True),
+    Column("creation_time", BigInteger, nullable=False),
+    Column("gate_verdict", String(16), nullable=True),
+    Column("gate_report", Text, nullable=True),
+    Index("ix_model_versions_run", "run_id"),
+)
+
+model_version_tags = Table(
+    "model_version_tags",
+    metadata,
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    ForeignKeyConstraint(
+        ["name", "version"],
+        ["model_versions.name", "model_versions.version"],
+        ondelete="CASCADE",
+    ),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column(
+        "name",
+        String(256),
+        ForeignKey("registered_models.name", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("alias", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("entry_id", _BigId, primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("alias", String(128), nullable=True),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("details", Text, nullable=False, server_default="{}"),
+    Index("ix_audit_model_time", "model", "entry_id"),
 )

@@ -4,6 +4,7 @@
 >>> check_store(my_store)  # raises AssertionError naming the failed check
 """
 
+from gyre.testing._registry import REGISTRY_CHECKS, check_registry_store
 from gyre.testing._store import STORE_CHECKS, check_store
 
-__all__ = ["STORE_CHECKS", "check_store"]
+__all__ = ["REGISTRY_CHECKS", "STORE_CHECKS", "check_registry_store", "check_store"]
