@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -50,7 +51,7 @@ def _two_processes_move_one_alias(uri: str) -> None:
     moves = [e for e in reversed(store.get_audit_log("race", 1000)) if e.action == "alias.set"]
     assert len(moves) == 50, "every move is audited"
     # The audit log is one consistent chain: each move starts where the previous ended.
-    for before, after in zip(moves, moves[1:], strict=False):
+    for before, after in itertools.pairwise(moves):
         assert after.from_version == before.to_version
     assert store.get_registered_model("race").aliases["champion"] == moves[-1].to_version
     store.close()

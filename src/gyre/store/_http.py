@@ -24,7 +24,7 @@ import httpx
 
 from gyre import config
 from gyre.entities import Dataset, Experiment, Metric, Page, Run, RunStatus
-from gyre.errors import BackendUnavailable, Conflict, GyreError, from_body
+from gyre.errors import BackendUnavailable, Conflict, GyreError, InvalidArgument, from_body
 
 __all__ = ["HttpStore"]
 
@@ -37,6 +37,14 @@ _MAX_DELAY = 2.0
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+def _metric_dict(metric: Metric) -> dict[str, Any]:
+    value: object = metric.value
+    # Checked here, not by the server: a non-number cannot even be put into JSON faithfully.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"metric {metric.key!r} value {value!r} is not a number")
+    return metric.to_dict()
 
 
 class HttpStore:
@@ -72,6 +80,12 @@ class HttpStore:
 
     def __repr__(self) -> str:
         return f"HttpStore({self.uri!r})"
+
+    def __enter__(self) -> HttpStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- transport ---------------------------------------------------------------------
 
@@ -208,7 +222,7 @@ class HttpStore:
         batch_id: str | None = None,
     ) -> None:
         body = {
-            "metrics": [m.to_dict() for m in metrics],
+            "metrics": [_metric_dict(m) for m in metrics],
             "params": params,
             "tags": tags,
             # Chosen here so that a retry of an applied batch is a no-op.
