@@ -19,7 +19,16 @@ from typing import Literal
 
 from gyre.errors import InvalidArgument
 
-__all__ = ["SETTINGS", "Resolved", "Setting", "get", "gyre_home", "resolve", "resolve_all"]
+__all__ = [
+    "SETTINGS",
+    "Resolved",
+    "Setting",
+    "artifact_uri_for",
+    "get",
+    "gyre_home",
+    "resolve",
+    "resolve_all",
+]
 
 Source = Literal["flag", "env", "gyre.toml", "default"]
 
@@ -157,3 +166,13 @@ def get_int(name: str) -> int:
         raise InvalidArgument(
             f"{name}={resolved.value!r} (from {resolved.source}) is not a whole number"
         ) from None
+
+
+def artifact_uri_for(tracking_uri: str, flag: str | None = None) -> str:
+    """The artifact store to use with ``tracking_uri``: GYRE_ARTIFACT_URI when it was set
+    anywhere; otherwise a remote tracking server also serves the artifacts."""
+    resolved = resolve("GYRE_ARTIFACT_URI", flag)
+    scheme = tracking_uri.split(":", 1)[0].lower()
+    if resolved.source == "default" and scheme in ("http", "https"):
+        return tracking_uri
+    return resolved.value

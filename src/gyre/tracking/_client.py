@@ -22,7 +22,7 @@ from gyre import config
 from gyre.artifacts import ArtifactStore, BlobRef
 from gyre.entities import Dataset, Experiment, Metric, Page, Run, RunStatus
 from gyre.errors import Conflict, InvalidArgument, NotFound
-from gyre.store import MetadataStore, open_store, scheme_of
+from gyre.store import MetadataStore, open_store
 from gyre.tracking._datasets import describe
 from gyre.tracking._writer import BatchWriter
 
@@ -70,13 +70,7 @@ class Client:
 
     @property
     def artifact_uri(self) -> str:
-        if self._artifact_uri:
-            return self._artifact_uri
-        resolved = config.resolve("GYRE_ARTIFACT_URI")
-        # A remote tracking server also serves artifacts, unless told otherwise.
-        if resolved.source == "default" and scheme_of(self.tracking_uri) in ("http", "https"):
-            return self.tracking_uri
-        return resolved.value
+        return config.artifact_uri_for(self.tracking_uri, self._artifact_uri)
 
     @property
     def writer(self) -> BatchWriter:
