@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
 from rich.console import Console
 
 from gyre.errors import GyreError
@@ -25,14 +25,18 @@ def main(argv: list[str] | None = None) -> int:
             line += f" [dim]({_escape(exc.hint)})[/]"
         err.print(line)
         return _exit(exc.exit_code, argv)
-    except click.exceptions.UsageError as exc:
-        exc.show(file=sys.stderr)
-        return _exit(2, argv)
-    except click.exceptions.Abort:
+    except typer.Exit as exc:
+        return _exit(exc.exit_code, argv)
+    except typer.Abort:
         err.print("[red]aborted[/]")
         return _exit(1, argv)
-    except click.exceptions.Exit as exc:
-        return _exit(exc.exit_code, argv)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            err.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        return _exit(int(getattr(exc, "exit_code", 2)), argv)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
         return _exit(130, argv)

@@ -309,10 +309,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 
 
 def _register_plugins() -> None:
-    try:
-        from gyre.cli import _server_cmds
-    except ImportError:  # pragma: no cover - the server extra is part of the base install
-        return
+    from gyre.cli import _models_cmds, _server_cmds
+
+    _models_cmds.register(app)
     _server_cmds.register(app)
 
 

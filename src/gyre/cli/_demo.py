@@ -113,19 +113,23 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
     compare_table(runs, title="two learning rates, compared")
     best = max(runs, key=lambda r: r.metrics["roc_auc"])
     console.print(f"best by ROC AUC: [bold green]{best.name}[/] ({best.metrics['roc_auc']:.4f})")
-    console.print(
-        Panel.fit(
-            f"metadata   {uri}\n"
-            f"artifacts  {client.artifact_uri}\n"
-            f"dataset    breast-cancer · train {len(train)} rows · test {len(test)} rows · "
-            f"digest {runs[0].inputs[0].dataset.digest[:12]}\n\n"
-            "next:\n"
-            "  gyre runs list -e demo -o 'metrics.roc_auc DESC'\n"
-            f"  gyre runs compare {run_ids[0][:8]} {run_ids[1][:8]}\n"
-            f"  gyre runs show {best.run_id[:8]}\n"
-            "  gyre server   # the REST API at http://127.0.0.1:5050/docs",
-            title="where it lives",
-            border_style="green",
-        )
-    )
+    console.rule("where it lives")
+    digest = runs[0].inputs[0].dataset.digest[:12]
+    for label, value in (
+        ("metadata", uri),
+        ("artifacts", client.artifact_uri),
+        (
+            "dataset",
+            f"breast-cancer · train {len(train)} rows · test {len(test)} rows · sha256 {digest}",
+        ),
+    ):
+        console.print(f"[bold]{label:<10}[/]{value}", soft_wrap=True)
+    console.rule("next")
+    for line in (
+        "gyre runs list -e demo -o 'metrics.roc_auc DESC'",
+        f"gyre runs compare {run_ids[0][:8]} {run_ids[1][:8]}",
+        f"gyre runs show {best.run_id[:8]}",
+        "gyre server        # REST API and docs at http://127.0.0.1:5050/docs",
+    ):
+        console.print(f"  {line}", soft_wrap=True, markup=False)
     fluent.set_tracking_uri(None)

@@ -131,9 +131,11 @@ datasets = Table(
 run_inputs = Table(
     "run_inputs",
     metadata,
-    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
-    Column("dataset_id", _BigId, ForeignKey("datasets.dataset_id"), primary_key=True),
-    Column("context", String(64), primary_key=True),
+    Column("input_id", _BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.run_id", ondelete="CASCADE"), nullable=False),
+    Column("dataset_id", _BigId, ForeignKey("datasets.dataset_id"), nullable=False),
+    Column("context", String(64), nullable=False),
+    Index("ux_run_inputs", "run_id", "dataset_id", "context", unique=True),
 )
 
 api_tokens = Table(

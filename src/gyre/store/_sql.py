@@ -218,7 +218,7 @@ class SqlStore(SqlRegistry):
             sa.select(s.run_inputs.c.run_id, s.run_inputs.c.context, s.datasets)
             .select_from(j)
             .where(s.run_inputs.c.run_id.in_(ids))
-            .order_by(s.datasets.c.dataset_id)
+            .order_by(s.run_inputs.c.input_id)
         ):
             inputs[d.run_id].append(DatasetInput(_dataset(d), d.context))
         return [

@@ -33,14 +33,18 @@ def upgrade() -> None:
     op.create_index("ix_datasets_digest", "datasets", ["digest"])
     op.create_table(
         "run_inputs",
+        sa.Column("input_id", _BigId, primary_key=True, autoincrement=True),
         sa.Column(
             "run_id",
             sa.String(32),
             sa.ForeignKey("runs.run_id", ondelete="CASCADE"),
-            primary_key=True,
+            nullable=False,
         ),
-        sa.Column("dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), primary_key=True),
-        sa.Column("context", sa.String(64), primary_key=True),
+        sa.Column("dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), nullable=False),
+        sa.Column("context", sa.String(64), nullable=False),
+    )
+    op.create_index(
+        "ux_run_inputs", "run_inputs", ["run_id", "dataset_id", "context"], unique=True
     )
     op.create_table(
         "api_tokens",
