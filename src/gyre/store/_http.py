@@ -1,11 +1,13 @@
-"""HttpStore: the MetadataStore protocol spoken to a ``gyre server`` over its REST API.
+"""HttpStore: the MetadataStore and RegistryStore protocols spoken to a ``gyre server``.
 
 One keep-alive ``httpx.Client`` per store. Connection failures and 502/503/504 answers are
 retried with exponential back-off for at most ``retry_seconds`` in total. Retrying is safe:
 ``create_run`` sends a client-chosen ``run_id`` and ``log_batch`` a ``batch_id``, so a
-request applied before its answer was lost is not applied twice. Errors the server reports
-are rebuilt with :func:`gyre.errors.from_body`: callers see the same exception class and
-message as with an embedded store.
+request applied before its answer was lost is not applied twice. Calls that have no such
+key (a new model version, an alias move, an audit entry) are retried only while the
+request surely never arrived. Errors the server reports are rebuilt with
+:func:`gyre.errors.from_body`: callers see the same exception class and message as with an
+embedded store.
 
     >>> store = HttpStore("http://127.0.0.1:5050", token="gyre_...")  # doctest: +SKIP
     >>> store.get_run("0f3c...")  # doctest: +SKIP
@@ -13,6 +15,7 @@ message as with an embedded store.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -23,20 +26,54 @@ from urllib.parse import quote
 import httpx
 
 from gyre import config
-from gyre.entities import Dataset, Experiment, Metric, Page, Run, RunStatus
+from gyre.entities import (
+    AuditEntry,
+    Dataset,
+    Experiment,
+    Metric,
+    ModelVersion,
+    Page,
+    RegisteredModel,
+    Run,
+    RunStatus,
+)
 from gyre.errors import BackendUnavailable, Conflict, GyreError, InvalidArgument, from_body
 
 __all__ = ["HttpStore"]
 
 _RETRY_STATUSES = frozenset({502, 503, 504})
+_UNPROCESSED_STATUSES = frozenset({503})
 # Failures where the server may be restarting, or the answer was lost on the way back.
 _RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+# Failures before the request left: retrying them can never apply it twice.
+_UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_JSON_HEADERS = {"Content-Type": "application/json"}
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
 
 
 def _segment(value: str) -> str:
-    return quote(value, safe="")
+    # Dots escaped too, so that no URL normalisation turns ".." into another route: the
+    # server's store must see the value, and refuse it by name.
+    return quote(value, safe="").replace(".", "%2E")
+
+
+def _model(name: str) -> str:
+    return f"models/{_segment(name)}"
+
+
+def _version(name: str, version: int) -> str:
+    return f"models/{_segment(name)}/versions/{_segment(str(version))}"
+
+
+def _alias(name: str, alias: str) -> str:
+    return f"models/{_segment(name)}/aliases/{_segment(alias)}"
+
+
+def _dumps(body: Any) -> bytes:
+    # Like the SQL store: free-form values (gate reports, audit details) that JSON cannot
+    # represent are stored as their str(); NaN and infinities pass as Python writes them.
+    return json.dumps(body, default=str, separators=(",", ":")).encode()
 
 
 def _metric_dict(metric: Metric) -> dict[str, Any]:
@@ -94,44 +131,65 @@ class HttpStore:
         method: str,
         path: str,
         *,
-        json: Any = None,
+        body: Any = None,
         params: dict[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> tuple[httpx.Response, bool]:
-        """The server's answer (never a retryable one unless time ran out), and whether an
-        earlier attempt may have reached the server without its answer reaching us."""
+        """The server's answer, and whether an earlier attempt may have been applied
+        without its answer reaching us.
+
+        ``idempotent=False`` (a call that must not be applied twice, such as numbering a new
+        model version) retries only failures where the request surely never arrived: the
+        connection could not be made, or the server answered 503.
+        """
+        content = None if body is None else _dumps(body)
+        headers = _JSON_HEADERS if content is not None else None
+        retry_statuses = _RETRY_STATUSES if idempotent else _UNPROCESSED_STATUSES
+        retry_errors = _RETRY_ERRORS if idempotent else _UNSENT_ERRORS
         deadline = time.monotonic() + self.retry_seconds
         delay = _FIRST_DELAY
         ambiguous = False
         while True:
             try:
-                response = self._client.request(method, path, json=json, params=params)
+                response = self._client.request(
+                    method, path, content=content, params=params, headers=headers
+                )
             except _RETRY_ERRORS as exc:
-                if not isinstance(exc, httpx.ConnectError):
+                if not isinstance(exc, _UNSENT_ERRORS):
                     ambiguous = True
-                if time.monotonic() + delay > deadline:
-                    raise BackendUnavailable(
-                        f"gyre server {self.uri!r} is unreachable: {exc or type(exc).__name__}",
-                        hint="check that `gyre server` is running there "
-                        "and GYRE_TRACKING_URI names it",
-                    ) from None
+                if not isinstance(exc, retry_errors) or time.monotonic() + delay > deadline:
+                    raise self._unreachable(exc, ambiguous) from None
             else:
-                if response.status_code not in _RETRY_STATUSES:
+                if response.status_code not in retry_statuses:
                     return response, ambiguous
-                ambiguous = True
+                ambiguous = ambiguous or response.status_code != 503
                 if time.monotonic() + delay > deadline:
                     return response, ambiguous
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, _MAX_DELAY)
+
+    def _unreachable(self, exc: httpx.TransportError, ambiguous: bool) -> BackendUnavailable:
+        reason = str(exc) or type(exc).__name__
+        if ambiguous:
+            return BackendUnavailable(
+                f"lost the connection to gyre server {self.uri!r} during a request: {reason}",
+                hint="the change may or may not have been made; check before repeating it",
+            )
+        return BackendUnavailable(
+            f"gyre server {self.uri!r} is unreachable: {reason}",
+            hint="check that `gyre server` is running there and GYRE_TRACKING_URI names it",
+        )
 
     def _call(
         self,
         method: str,
         path: str,
         *,
-        json: Any = None,
+        body: Any = None,
         params: dict[str, Any] | None = None,
+        idempotent: bool = True,
     ) -> Any:
-        response, _ = self._send(method, path, json=json, params=params)
+        response, _ = self._send(method, path, body=body, params=params, idempotent=idempotent)
         return self._result(response)
 
     def _result(self, response: httpx.Response) -> Any:
@@ -154,7 +212,7 @@ class HttpStore:
     # -- experiments -------------------------------------------------------------------
 
     def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> Experiment:
-        response, ambiguous = self._send("POST", "experiments", json={"name": name, "tags": tags})
+        response, ambiguous = self._send("POST", "experiments", body={"name": name, "tags": tags})
         try:
             return Experiment.from_dict(self._result(response))
         except Conflict:
@@ -196,7 +254,7 @@ class HttpStore:
             # Chosen here so that a retry finds the run the lost attempt created.
             "run_id": run_id or uuid.uuid4().hex,
         }
-        return Run.from_dict(self._call("POST", "runs", json=body))
+        return Run.from_dict(self._call("POST", "runs", body=body))
 
     def get_run(self, run_id: str) -> Run:
         return Run.from_dict(self._call("GET", f"runs/{_segment(run_id)}"))
@@ -210,7 +268,7 @@ class HttpStore:
         error: str | None = None,
     ) -> Run:
         body = {"status": str(status), "end_time": end_time, "error": error}
-        return Run.from_dict(self._call("PATCH", f"runs/{_segment(run_id)}", json=body))
+        return Run.from_dict(self._call("PATCH", f"runs/{_segment(run_id)}", body=body))
 
     def log_batch(
         self,
@@ -228,7 +286,7 @@ class HttpStore:
             # Chosen here so that a retry of an applied batch is a no-op.
             "batch_id": batch_id or uuid.uuid4().hex,
         }
-        self._call("POST", f"runs/{_segment(run_id)}/log-batch", json=body)
+        self._call("POST", f"runs/{_segment(run_id)}/log-batch", body=body)
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         body = self._call("GET", f"runs/{_segment(run_id)}/metric-history", params={"key": key})
@@ -246,7 +304,7 @@ class HttpStore:
         body = self._call(
             "POST",
             "runs/search",
-            json={
+            body={
                 "experiment_ids": list(experiment_ids),
                 "filter": filter,
                 "order_by": list(order_by),
@@ -258,7 +316,131 @@ class HttpStore:
 
     def log_inputs(self, run_id: str, dataset: Dataset, context: str) -> None:
         body = {"dataset": dataset.to_dict(), "context": context}
-        self._call("POST", f"runs/{_segment(run_id)}/inputs", json=body)
+        self._call("POST", f"runs/{_segment(run_id)}/inputs", body=body)
+
+    # -- registry ----------------------------------------------------------------------
+
+    def create_registered_model(
+        self, name: str, *, description: str = "", tags: dict[str, str] | None = None
+    ) -> RegisteredModel:
+        body = {"name": name, "description": description, "tags": tags}
+        response, ambiguous = self._send("POST", "models", body=body)
+        try:
+            return RegisteredModel.from_dict(self._result(response))
+        except Conflict:
+            if not ambiguous:  # otherwise our lost first attempt may have created it
+                raise
+            return self.get_registered_model(name)
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        return RegisteredModel.from_dict(self._call("GET", _model(name)))
+
+    def list_registered_models(self, max_results: int = 1000) -> list[RegisteredModel]:
+        body = self._call("GET", "models", params={"max_results": max_results})
+        return [RegisteredModel.from_dict(m) for m in body["models"]]
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        *,
+        run_id: str | None = None,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        git_commit: str | None = None,
+        actor: str = "unknown",
+    ) -> ModelVersion:
+        body = {
+            "source": source,
+            "run_id": run_id,
+            "description": description,
+            "tags": tags,
+            "git_commit": git_commit,
+            "actor": actor,
+        }
+        # Not idempotent: a repeat would register one more version.
+        found = self._call("POST", f"{_model(name)}/versions", body=body, idempotent=False)
+        return ModelVersion.from_dict(found)
+
+    def get_model_version(self, name: str, version: int) -> ModelVersion:
+        return ModelVersion.from_dict(self._call("GET", _version(name, version)))
+
+    def list_model_versions(self, name: str) -> list[ModelVersion]:
+        body = self._call("GET", f"{_model(name)}/versions")
+        return [ModelVersion.from_dict(v) for v in body["versions"]]
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return ModelVersion.from_dict(self._call("GET", _alias(name, alias)))
+
+    def delete_model_version(
+        self, name: str, version: int, *, actor: str = "unknown", reason: str = ""
+    ) -> None:
+        params = {"actor": actor, "reason": reason}
+        self._call("DELETE", _version(name, version), params=params, idempotent=False)
+
+    def set_model_version_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        self._call("POST", f"{_version(name, version)}/tags", body={"tags": tags})
+
+    def set_alias(
+        self, name: str, alias: str, version: int, *, actor: str = "unknown", reason: str = ""
+    ) -> AuditEntry:
+        body = {"version": version, "actor": actor, "reason": reason}
+        # Not idempotent: a repeat would audit a second move.
+        return AuditEntry.from_dict(
+            self._call("PUT", _alias(name, alias), body=body, idempotent=False)
+        )
+
+    def delete_alias(
+        self, name: str, alias: str, *, actor: str = "unknown", reason: str = ""
+    ) -> AuditEntry:
+        params = {"actor": actor, "reason": reason}
+        return AuditEntry.from_dict(
+            self._call("DELETE", _alias(name, alias), params=params, idempotent=False)
+        )
+
+    def record_gate(
+        self,
+        name: str,
+        version: int,
+        verdict: str,
+        report: dict[str, Any],
+        *,
+        actor: str = "unknown",
+    ) -> ModelVersion:
+        body = {"verdict": verdict, "report": report, "actor": actor}
+        found = self._call("POST", f"{_version(name, version)}/gate", body=body, idempotent=False)
+        return ModelVersion.from_dict(found)
+
+    def record_audit(
+        self,
+        model: str,
+        action: str,
+        *,
+        actor: str = "unknown",
+        reason: str = "",
+        alias: str | None = None,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        body = {
+            "action": action,
+            "actor": actor,
+            "reason": reason,
+            "alias": alias,
+            "from_version": from_version,
+            "to_version": to_version,
+            "details": details,
+        }
+        found = self._call("POST", f"{_model(model)}/audit", body=body, idempotent=False)
+        return AuditEntry.from_dict(found)
+
+    def get_audit_log(self, model: str | None = None, max_results: int = 100) -> list[AuditEntry]:
+        params: dict[str, Any] = {"max_results": max_results}
+        if model is not None:
+            params["model"] = model
+        body = self._call("GET", "audit", params=params)
+        return [AuditEntry.from_dict(e) for e in body["entries"]]
 
     def close(self) -> None:
         """Close the connection pool."""
