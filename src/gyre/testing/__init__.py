@@ -4,7 +4,17 @@
 >>> check_store(my_store)  # raises AssertionError naming the failed check
 """
 
+from gyre.testing._artifacts import ARTIFACT_STORE_CHECKS, check_artifact_store
+from gyre.testing._flavor import check_flavor
 from gyre.testing._registry import REGISTRY_CHECKS, check_registry_store
 from gyre.testing._store import STORE_CHECKS, check_store
 
-__all__ = ["REGISTRY_CHECKS", "STORE_CHECKS", "check_registry_store", "check_store"]
+__all__ = [
+    "ARTIFACT_STORE_CHECKS",
+    "REGISTRY_CHECKS",
+    "STORE_CHECKS",
+    "check_artifact_store",
+    "check_flavor",
+    "check_registry_store",
+    "check_store",
+]
