@@ -8,7 +8,8 @@
 ``import gyre`` stays light: stores, web frameworks and data libraries load on first use.
 """
 
-from gyre.entities import Dataset, Experiment, Metric, Run, RunStatus
+from gyre._facade import load_model, register_model
+from gyre.entities import Dataset, Experiment, Metric, ModelVersion, Run, RunStatus
 from gyre.errors import GyreError
 from gyre.tracking import (
     ActiveRun,
@@ -22,6 +23,7 @@ from gyre.tracking import (
     log_dataset,
     log_metric,
     log_metrics,
+    log_model,
     log_param,
     log_params,
     search_runs,
@@ -40,6 +42,7 @@ __all__ = [
     "Experiment",
     "GyreError",
     "Metric",
+    "ModelVersion",
     "Run",
     "RunStatus",
     "__version__",
@@ -47,13 +50,16 @@ __all__ = [
     "end_run",
     "flush",
     "get_tracking_uri",
+    "load_model",
     "log_artifact",
     "log_artifacts",
     "log_dataset",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
+    "register_model",
     "search_runs",
     "set_tag",
     "set_tags",

@@ -70,6 +70,9 @@ class Registry:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
+        close = getattr(self._artifacts, "close", None)
+        if close is not None:
+            close()
 
     # -- registration --------------------------------------------------------------------
 

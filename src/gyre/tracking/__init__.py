@@ -1,6 +1,6 @@
 """Experiment tracking: runs, params, metrics, tags, datasets and artifacts."""
 
-from gyre.tracking._client import Client
+from gyre.tracking._client import Client, ModelInfo
 from gyre.tracking._fluent import (
     ActiveRun,
     active_run,
@@ -13,6 +13,7 @@ from gyre.tracking._fluent import (
     log_dataset,
     log_metric,
     log_metrics,
+    log_model,
     log_param,
     log_params,
     search_runs,
@@ -25,6 +26,7 @@ from gyre.tracking._fluent import (
 __all__ = [
     "ActiveRun",
     "Client",
+    "ModelInfo",
     "active_run",
     "end_run",
     "flush",
@@ -35,6 +37,7 @@ __all__ = [
     "log_dataset",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "search_runs",

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from gyre.store import MetadataStore, open_store
 from gyre.tracking._datasets import describe
 from gyre.tracking._writer import BatchWriter
 
-__all__ = ["Client"]
+__all__ = ["Client", "ModelInfo"]
 
 
 def _now_ms() -> int:
@@ -92,6 +94,9 @@ class Client:
             self._writer.close()
         if self._store is not None:
             self._store.close()
+        close = getattr(self._artifact_store, "close", None)
+        if close is not None:
+            close()
 
     # -- experiments ---------------------------------------------------------------------
 
@@ -261,6 +266,54 @@ class Client:
             self.artifact_store, f"runs/{run_id}", Path(local_path), artifact_path
         )
 
+    def log_model(
+        self,
+        run_id: str,
+        model: Any,
+        name: str = "model",
+        *,
+        signature: Any = None,
+        input_example: Any = None,
+        reference_data: Any = None,
+        flavor: str | None = None,
+        allow_pickle: bool = False,
+    ) -> ModelInfo:
+        """Save ``model`` as a package into the run's artifacts under ``name``.
+
+        The package records the run, the datasets the run used (by digest), the code commit
+        and the run's metrics at logging time. Register it with
+        ``gyre.register_model(info.uri, "churn")``."""
+        from gyre.artifacts import validate_artifact_path
+        from gyre.models import save_model
+
+        validate_artifact_path(name)
+        self.flush()
+        run = self.store.get_run(run_id)
+        metadata = {
+            "run_id": run.run_id,
+            "experiment_id": run.experiment_id,
+            "git_commit": run.tags.get("gyre.source.git.commit"),
+            "datasets": [
+                {"name": i.dataset.name, "context": i.context, "digest": i.dataset.digest}
+                for i in run.inputs
+            ],
+            "metrics": {k: v for k, v in run.metrics.items() if math.isfinite(v)},
+        }
+        with tempfile.TemporaryDirectory(prefix="gyre-model-") as tmp:
+            package = Path(tmp) / "package"
+            manifest = save_model(
+                model,
+                package,
+                flavor=flavor,
+                signature=signature,
+                input_example=input_example,
+                reference_data=reference_data,
+                metadata=metadata,
+                allow_pickle=allow_pickle,
+            )
+            _artifacts.upload(self.artifact_store, f"runs/{run_id}", package, name)
+        return ModelInfo(uri=f"runs:/{run_id}/{name}", run_id=run_id, manifest=manifest)
+
     def list_artifacts(self, run_id: str, prefix: str = "") -> list[tuple[str, BlobRef]]:
         return _artifacts.list_artifacts(self.artifact_store, f"runs/{run_id}", prefix)
 
@@ -268,6 +321,15 @@ class Client:
         self, run_id: str, dest: str | Path, artifact_path: str | None = None
     ) -> Path:
         return _artifacts.download(self.artifact_store, f"runs/{run_id}", Path(dest), artifact_path)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """Where a logged model is: ``uri`` (``runs:/<run_id>/<name>``) and its manifest."""
+
+    uri: str
+    run_id: str
+    manifest: Any
 
 
 def _number(key: str, value: Any) -> float:

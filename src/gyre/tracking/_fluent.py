@@ -18,7 +18,7 @@ from typing import Any
 from gyre.artifacts import BlobRef
 from gyre.entities import Dataset, Page, Run, RunStatus
 from gyre.errors import InvalidArgument
-from gyre.tracking._client import Client
+from gyre.tracking._client import Client, ModelInfo
 from gyre.tracking._context import source_tags
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "log_dataset",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "search_runs",
@@ -234,6 +235,34 @@ def log_dataset(data: Any, name: str, context: str = "train") -> Dataset:
     """Record a dataset version (by content hash) as an input of the active run."""
     a = _require_run()
     return a.client.log_dataset(a.run_id, data, name, context)
+
+
+def log_model(
+    model: Any,
+    name: str = "model",
+    *,
+    signature: Any = None,
+    input_example: Any = None,
+    reference_data: Any = None,
+    flavor: str | None = None,
+    allow_pickle: bool = False,
+) -> ModelInfo:
+    """Log ``model`` into the active run as a self-describing package.
+
+    >>> info = gyre.log_model(pipeline, input_example=X[:5], reference_data=X_train)
+    >>> gyre.register_model(info.uri, "churn")
+    """
+    a = _require_run()
+    return a.client.log_model(
+        a.run_id,
+        model,
+        name,
+        signature=signature,
+        input_example=input_example,
+        reference_data=reference_data,
+        flavor=flavor,
+        allow_pickle=allow_pickle,
+    )
 
 
 def search_runs(

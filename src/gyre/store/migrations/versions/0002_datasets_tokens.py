@@ -43,9 +43,7 @@ def upgrade() -> None:
         sa.Column("dataset_id", _BigId, sa.ForeignKey("datasets.dataset_id"), nullable=False),
         sa.Column("context", sa.String(64), nullable=False),
     )
-    op.create_index(
-        "ux_run_inputs", "run_inputs", ["run_id", "dataset_id", "context"], unique=True
-    )
+    op.create_index("ux_run_inputs", "run_inputs", ["run_id", "dataset_id", "context"], unique=True)
     op.create_table(
         "api_tokens",
         sa.Column("name", sa.String(128), primary_key=True),
