@@ -126,6 +126,17 @@ def test_demo_trains_tracks_and_compares_two_runs(sqlite_uri: str, tmp_path: Pat
         assert run.params["learning_rate"] in ("0.3", "0.05")
         assert [i.context for i in run.inputs] == ["train", "test"]
         assert len(client.get_metric_history(run.run_id, "val_log_loss")) == 60
-        assert [p for p, _ in client.list_artifacts(run.run_id)] == ["feature_importance.csv"]
+        paths = [p for p, _ in client.list_artifacts(run.run_id)]
+        assert "feature_importance.csv" in paths and "model/gyre-model.yaml" in paths
     assert runs[0].inputs[0].dataset.digest == runs[1].inputs[0].dataset.digest
     client.close()
+    # The better run's model is registered, blessed by the gate on the holdout, and champion.
+    from gyre.registry import Registry
+
+    registry = Registry(sqlite_uri)
+    champion = registry.store.get_model_version_by_alias("demo-classifier", "champion")
+    best = max(runs, key=lambda r: r.metrics["roc_auc"])
+    assert champion.run_id == best.run_id
+    assert champion.gate_verdict == "blessed"
+    assert champion.gate_report is not None and champion.gate_report["rows"] == 114
+    registry.close()

@@ -1,8 +1,10 @@
 """``gyre demo``: the loop end to end on the embedded default, on data scikit-learn ships.
 
-Today it trains a gradient-boosting classifier on scikit-learn's breast-cancer data under two
+It trains a gradient-boosting classifier on scikit-learn's breast-cancer data under two
 learning rates, tracks both runs (params, per-stage validation loss, final metrics, the
-train/test datasets and an artifact), compares them and says where everything is stored.
+train/test datasets, an artifact and the model package), compares them, registers the
+better model, validates it on a holdout set with a gate policy, makes it ``champion``, and
+says where everything is stored.
 """
 
 from __future__ import annotations
@@ -24,6 +26,46 @@ SETTINGS = [
     {"learning_rate": 0.3, "n_estimators": 60, "max_depth": 3},
     {"learning_rate": 0.05, "n_estimators": 60, "max_depth": 2},
 ]
+
+
+MODEL_NAME = "demo-classifier"
+POLICY = {
+    "thresholds": {"roc_auc": {"min": 0.95}, "f1": {"min": 0.9}},
+    "against_champion": {"roc_auc": {"max_regression": 0.01}},
+    "latency": {"single_p99_ms": 500},
+}
+
+
+def _register_validate_promote(run_id: str, holdout: Any, uri: str) -> int:
+    """Register the run's model, gate it on the holdout set, and promote it when blessed."""
+    from gyre.registry import Registry
+    from gyre.registry._gate import validate
+
+    registry = Registry(uri)
+    try:
+        mv = registry.register_model(
+            f"runs:/{run_id}/model", MODEL_NAME, description="gyre demo: the better learning rate"
+        )
+        console.print(f"registered [bold]{MODEL_NAME}/{mv.version}[/]")
+        with console.status("validating on the holdout set (metrics, slices, latency)"):
+            report = validate(registry, MODEL_NAME, mv.version, holdout, "target", policy=POLICY)
+        m = report["metrics"]
+        style = "green" if report["verdict"] == "blessed" else "red"
+        console.print(
+            f"gate [bold {style}]{report['verdict']}[/]: {report['summary']} · accuracy "
+            f"{m['accuracy']:.4f} · f1 {m['f1']:.4f} · roc_auc {m['roc_auc']:.4f} · "
+            f"p99 single-row {report['latency']['single_p99_ms']:.2f} ms"
+        )
+        if report["verdict"] == "blessed":
+            entry = registry.promote(
+                MODEL_NAME, mv.version, "champion", reason="gyre demo: blessed on the holdout set"
+            )
+            console.print(
+                f"{MODEL_NAME}@champion: {entry.from_version or '-'} → {entry.to_version}"
+            )
+        return mv.version
+    finally:
+        registry.close()
 
 
 def _require_sklearn() -> Any:
@@ -54,8 +96,11 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
     )
 
     frame = load_breast_cancer(as_frame=True).frame
-    train, test = train_test_split(
-        frame, test_size=0.25, random_state=seed, stratify=frame["target"]
+    train, rest = train_test_split(
+        frame, test_size=0.4, random_state=seed, stratify=frame["target"]
+    )
+    test, holdout = train_test_split(
+        rest, test_size=0.5, random_state=seed, stratify=rest["target"]
     )
     x_train, y_train = train.drop(columns="target"), train["target"]
     x_test, y_test = test.drop(columns="target"), test["target"]
@@ -107,12 +152,14 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
                         )
                     )
                     fluent.log_artifact(path)
+                fluent.log_model(model, input_example=x_train[:5], reference_data=x_train)
                 run_ids.append(run.run_id)
 
     runs = [client.get_run(r) for r in run_ids]
     compare_table(runs, title="two learning rates, compared")
     best = max(runs, key=lambda r: r.metrics["roc_auc"])
     console.print(f"best by ROC AUC: [bold green]{best.name}[/] ({best.metrics['roc_auc']:.4f})")
+    version = _register_validate_promote(best.run_id, holdout, uri)
     console.rule("where it lives")
     digest = runs[0].inputs[0].dataset.digest[:12]
     for label, value in (
@@ -129,6 +176,8 @@ def run_demo(seed: int, tracking_uri: str | None) -> None:
         "gyre runs list -e demo -o 'metrics.roc_auc DESC'",
         f"gyre runs compare {run_ids[0][:8]} {run_ids[1][:8]}",
         f"gyre runs show {best.run_id[:8]}",
+        f"gyre models lineage {MODEL_NAME}/{version}",
+        f"gyre models audit {MODEL_NAME}",
         "gyre server        # REST API and docs at http://127.0.0.1:5050/docs",
     ):
         console.print(f"  {line}", soft_wrap=True, markup=False)

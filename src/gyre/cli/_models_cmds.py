@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
@@ -177,7 +178,7 @@ def models_lineage(
     datasets = tree.add("datasets")
     for d in info["datasets"]:
         datasets.add(
-            f"{d['name']} [{d['context']}] sha256:{d['digest'][:12]} "
+            f"{escape(d['name'])} \\[{escape(d['context'])}] sha256:{d['digest'][:12]} "
             f"{d['rows'] if d['rows'] is not None else '?'} rows"
         )
     gate = info["gate"]
