@@ -14,25 +14,18 @@ Connection failures and 502/503/504 are retried with back-off for at most ``retr
 from __future__ import annotations
 
 import hashlib
-import random
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
 
-from gyre import config
+from gyre._http import RETRY_ERRORS, RETRY_STATUSES, Backoff, make_client
 from gyre.artifacts._protocol import BlobRef
 from gyre.artifacts._verify import CHUNK_BYTES, open_verified
 from gyre.errors import BackendUnavailable, GyreError, IntegrityError, from_body
 
 __all__ = ["HttpArtifactStore"]
-
-_RETRY_STATUSES = frozenset({502, 503, 504})
-_RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-_FIRST_DELAY = 0.05
-_MAX_DELAY = 2.0
 
 
 class HttpArtifactStore:
@@ -54,13 +47,8 @@ class HttpArtifactStore:
     ) -> None:
         self.uri = uri
         self.retry_seconds = retry_seconds
-        secret = token if token is not None else config.get("GYRE_TOKEN")
-        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        self._client = httpx.Client(
-            base_url=uri.rstrip("/") + "/api/v1/artifacts/",
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            transport=transport,
+        self._client = make_client(
+            uri, "/api/v1/artifacts/", token=token, timeout=timeout, transport=transport
         )
 
     def __repr__(self) -> str:
@@ -77,13 +65,12 @@ class HttpArtifactStore:
     ) -> httpx.Response:
         """``attempt()`` until it answers something other than 502/503/504, retrying
         connection failures while ``may_retry()`` and time remain."""
-        deadline = time.monotonic() + self.retry_seconds
-        delay = _FIRST_DELAY
+        backoff = Backoff(self.retry_seconds)
         while True:
             try:
                 response = attempt()
-            except _RETRY_ERRORS as exc:
-                if not may_retry() or time.monotonic() + delay > deadline:
+            except RETRY_ERRORS as exc:
+                if not may_retry() or backoff.exhausted:
                     raise BackendUnavailable(
                         f"gyre server {self.uri!r} is unreachable: {exc or type(exc).__name__}",
                         hint="check that `gyre server` is running there "
@@ -91,14 +78,13 @@ class HttpArtifactStore:
                     ) from None
             else:
                 if (
-                    response.status_code not in _RETRY_STATUSES
+                    response.status_code not in RETRY_STATUSES
                     or not may_retry()
-                    or time.monotonic() + delay > deadline
+                    or backoff.exhausted
                 ):
                     return response
                 response.close()
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, _MAX_DELAY)
+            backoff.wait()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self._retrying(
@@ -110,7 +96,7 @@ class HttpArtifactStore:
             body: Any = response.json()
         except ValueError:
             body = response.text[:200]
-        if response.status_code in _RETRY_STATUSES and not isinstance(body, dict):
+        if response.status_code in RETRY_STATUSES and not isinstance(body, dict):
             return BackendUnavailable(
                 f"gyre server {self.uri!r} answered HTTP {response.status_code}",
                 hint="the server or a proxy in front of it is overloaded or restarting",

@@ -16,8 +16,6 @@ embedded store.
 from __future__ import annotations
 
 import json
-import random
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +23,14 @@ from urllib.parse import quote
 
 import httpx
 
-from gyre import config
+from gyre._http import (
+    RETRY_ERRORS,
+    RETRY_STATUSES,
+    UNPROCESSED_STATUSES,
+    UNSENT_ERRORS,
+    Backoff,
+    make_client,
+)
 from gyre.entities import (
     AuditEntry,
     Dataset,
@@ -41,15 +46,7 @@ from gyre.errors import BackendUnavailable, Conflict, GyreError, InvalidArgument
 
 __all__ = ["HttpStore"]
 
-_RETRY_STATUSES = frozenset({502, 503, 504})
-_UNPROCESSED_STATUSES = frozenset({503})
-# Failures where the server may be restarting, or the answer was lost on the way back.
-_RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-# Failures before the request left: retrying them can never apply it twice.
-_UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _JSON_HEADERS = {"Content-Type": "application/json"}
-_FIRST_DELAY = 0.05
-_MAX_DELAY = 2.0
 
 
 def _segment(value: str) -> str:
@@ -104,15 +101,8 @@ class HttpStore:
     ) -> None:
         self.uri = uri
         self.retry_seconds = retry_seconds
-        secret = token if token is not None else config.get("GYRE_TOKEN")
-        headers = {"Accept": "application/json"}
-        if secret:
-            headers["Authorization"] = f"Bearer {secret}"
-        self._client = httpx.Client(
-            base_url=uri.rstrip("/") + "/api/v1/",
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            transport=transport,
+        self._client = make_client(
+            uri, "/api/v1/", token=token, timeout=timeout, transport=transport, accept_json=True
         )
 
     def __repr__(self) -> str:
@@ -144,29 +134,27 @@ class HttpStore:
         """
         content = None if body is None else _dumps(body)
         headers = _JSON_HEADERS if content is not None else None
-        retry_statuses = _RETRY_STATUSES if idempotent else _UNPROCESSED_STATUSES
-        retry_errors = _RETRY_ERRORS if idempotent else _UNSENT_ERRORS
-        deadline = time.monotonic() + self.retry_seconds
-        delay = _FIRST_DELAY
+        retry_statuses = RETRY_STATUSES if idempotent else UNPROCESSED_STATUSES
+        retry_errors = RETRY_ERRORS if idempotent else UNSENT_ERRORS
+        backoff = Backoff(self.retry_seconds)
         ambiguous = False
         while True:
             try:
                 response = self._client.request(
                     method, path, content=content, params=params, headers=headers
                 )
-            except _RETRY_ERRORS as exc:
-                if not isinstance(exc, _UNSENT_ERRORS):
+            except RETRY_ERRORS as exc:
+                if not isinstance(exc, UNSENT_ERRORS):
                     ambiguous = True
-                if not isinstance(exc, retry_errors) or time.monotonic() + delay > deadline:
+                if not isinstance(exc, retry_errors) or backoff.exhausted:
                     raise self._unreachable(exc, ambiguous) from None
             else:
                 if response.status_code not in retry_statuses:
                     return response, ambiguous
                 ambiguous = ambiguous or response.status_code != 503
-                if time.monotonic() + delay > deadline:
+                if backoff.exhausted:
                     return response, ambiguous
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, _MAX_DELAY)
+            backoff.wait()
 
     def _unreachable(self, exc: httpx.TransportError, ambiguous: bool) -> BackendUnavailable:
         reason = str(exc) or type(exc).__name__
@@ -202,7 +190,7 @@ class HttpStore:
             body: Any = response.json()
         except ValueError:
             body = response.text[:200]
-        if response.status_code in _RETRY_STATUSES and not isinstance(body, dict):
+        if response.status_code in RETRY_STATUSES and not isinstance(body, dict):
             return BackendUnavailable(
                 f"gyre server {self.uri!r} answered HTTP {response.status_code}",
                 hint="the server or a proxy in front of it is overloaded or restarting",
