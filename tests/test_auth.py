@@ -209,3 +209,12 @@ def test_the_cli_refusal_is_exit_code_2_and_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "0.0.0.0" in lines[0]
+
+
+def test_a_predict_token_reads_nothing_of_tracking_and_admin_grants_predict() -> None:
+    from gyre.entities import Token
+
+    predict = Token("edge", ("predict",), 0, "gyre_x")
+    assert predict.granted == {"predict"}
+    assert Token("ops", ("admin",), 0, "gyre_y").granted >= {"read", "write", "predict"}
+    assert "predict" not in Token("ci", ("write",), 0, "gyre_z").granted

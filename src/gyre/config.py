@@ -72,6 +72,17 @@ SETTINGS: dict[str, Setting] = {
             "200",
             "How often the background writer writes buffered metrics, in milliseconds.",
         ),
+        Setting(
+            "GYRE_SPOOL_DIR",
+            "{GYRE_HOME}/spool",
+            "Where a prediction server spools its prediction log before compacting it.",
+        ),
+        Setting(
+            "GYRE_SPOOL_SYNC_MS",
+            "50",
+            "Prediction-log sync interval: an answered prediction is on disk (fsync'd) at most "
+            "this many milliseconds after its response.",
+        ),
         Setting("GYRE_HOST", "127.0.0.1", "Address `gyre server` listens on."),
         Setting("GYRE_PORT", "5050", "Port `gyre server` listens on."),
         Setting(

@@ -210,6 +210,14 @@ def decode_float(value: float | str | None) -> float:
     return float(value)
 
 
+_IMPLIED_SCOPES: dict[str, frozenset[str]] = {
+    "read": frozenset({"read"}),
+    "write": frozenset({"read", "write"}),
+    "admin": frozenset({"read", "write", "admin", "predict"}),
+    "predict": frozenset({"predict"}),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """An API token as stored: only a hash of the secret is kept, never the secret."""
@@ -223,6 +231,15 @@ class Token:
     @property
     def active(self) -> bool:
         return self.revoked_time is None
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """Every scope the token holds, implied ones included: ``write`` grants ``read``,
+        ``admin`` grants everything; ``predict`` (serving only) grants nothing else."""
+        granted: set[str] = set()
+        for scope in self.scopes:
+            granted |= _IMPLIED_SCOPES.get(scope, frozenset())
+        return frozenset(granted)
 
     def to_dict(self) -> dict[str, Any]:
         return {

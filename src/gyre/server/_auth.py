@@ -21,13 +21,7 @@ from gyre.errors import Forbidden, Unauthorized
 
 __all__ = ["SCOPES", "TokenCache", "TokenVerifier", "granted_scopes", "scope_dependency"]
 
-SCOPES = ("read", "write", "admin")
-
-_IMPLIED: dict[str, frozenset[str]] = {
-    "read": frozenset({"read"}),
-    "write": frozenset({"read", "write"}),
-    "admin": frozenset({"read", "write", "admin"}),
-}
+SCOPES = ("read", "write", "admin", "predict")
 
 _HINT = (
     "send 'Authorization: Bearer <token>'; "
@@ -44,10 +38,7 @@ class TokenVerifier(Protocol):
 
 def granted_scopes(token: Token) -> frozenset[str]:
     """Every scope ``token`` holds, with the implied ones (``write`` grants ``read``)."""
-    granted: set[str] = set()
-    for scope in token.scopes:
-        granted |= _IMPLIED.get(scope, frozenset())
-    return frozenset(granted)
+    return token.granted
 
 
 class TokenCache:

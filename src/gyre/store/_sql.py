@@ -37,7 +37,7 @@ from gyre.store.filter import (
 
 __all__ = ["HEAD_REVISION", "SCOPES", "SqlStore"]
 
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "admin", "predict")
 MAX_KEY_LENGTH = 250
 MAX_PARAM_LENGTH = 6000
 MAX_TAG_LENGTH = 8000
