@@ -41,6 +41,7 @@ def test_the_facade_is_pinned() -> None:
         "RunStatus",
         "__version__",
         "active_run",
+        "autolog",
         "end_run",
         "flush",
         "get_tracking_uri",

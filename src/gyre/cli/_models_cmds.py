@@ -312,4 +312,7 @@ def models_audit(
 
 
 def register(app: typer.Typer) -> None:
+    from gyre.cli import _build_cmd
+
+    _build_cmd.register(models_app)
     app.add_typer(models_app, name="models")

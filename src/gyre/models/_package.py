@@ -233,6 +233,8 @@ def _check_versions(manifest: ModelManifest) -> None:
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Read the package at ``path``: verify every file's digest, then load it.
 
+    ``path`` may also be a bundle file (``model.gyre``): it is extracted, verified, into
+    ``$GYRE_HOME/cache/bundles/`` first (see :mod:`gyre.models._bundle`).
     Raises IntegrityError naming a file whose bytes differ from the manifest, and warns
     (LibraryVersionWarning) when an installed library differs from the recorded version.
 
@@ -243,6 +245,10 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     array([6.])
     """
     root = Path(path)
+    if root.is_file():
+        from gyre.models._bundle import extract_bundle
+
+        root = extract_bundle(root)
     if not (root / MANIFEST_FILE).is_file():
         raise NotFound(
             f"no model package at {str(root)!r} ({MANIFEST_FILE} not found)",

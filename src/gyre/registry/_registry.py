@@ -132,6 +132,10 @@ class Registry:
         ref = parse_model_uri(uri)
         if ref.kind == "path":
             path = Path(ref.path or "")
+            if path.is_file():  # a .gyre bundle: extracted, verified, into the local cache
+                from gyre.models._bundle import extract_bundle
+
+                return extract_bundle(path)
             if not path.is_dir():
                 raise NotFound(f"model path {str(path)!r} does not exist or is not a folder")
             return path

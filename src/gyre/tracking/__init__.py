@@ -1,5 +1,6 @@
 """Experiment tracking: runs, params, metrics, tags, datasets and artifacts."""
 
+from gyre.tracking._autolog import AutologWarning, autolog
 from gyre.tracking._client import Client, ModelInfo
 from gyre.tracking._fluent import (
     ActiveRun,
@@ -25,9 +26,11 @@ from gyre.tracking._fluent import (
 
 __all__ = [
     "ActiveRun",
+    "AutologWarning",
     "Client",
     "ModelInfo",
     "active_run",
+    "autolog",
     "end_run",
     "flush",
     "get_client",
