@@ -585,30 +585,27 @@ def _check_key(kind: str, key: Any) -> str:
     return key
 
 
-def _check_params(params: dict[str, str]) -> dict[str, str]:
-    for key, value in params.items():
-        _check_key("param", key)
+def _check_values(kind: str, values: dict[str, str], limit: int, hint: str) -> dict[str, str]:
+    for key, value in values.items():
+        _check_key(kind, key)
         if not isinstance(value, str):
-            raise InvalidArgument(f"param {key!r} value {value!r} must be a string")
-        if len(value) > MAX_PARAM_LENGTH:
+            raise InvalidArgument(f"{kind} {key!r} value {value!r} must be a string")
+        if len(value) > limit:
             raise InvalidArgument(
-                f"param {key!r} value is {len(value)} characters; the limit is {MAX_PARAM_LENGTH}",
-                hint="log long values as a tag or an artifact",
+                f"{kind} {key!r} value is {len(value)} characters; the limit is {limit}",
+                hint=hint,
             )
-    return params
+    return values
+
+
+def _check_params(params: dict[str, str]) -> dict[str, str]:
+    return _check_values(
+        "param", params, MAX_PARAM_LENGTH, "log long values as a tag or an artifact"
+    )
 
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
-    for key, value in tags.items():
-        _check_key("tag", key)
-        if not isinstance(value, str):
-            raise InvalidArgument(f"tag {key!r} value {value!r} must be a string")
-        if len(value) > MAX_TAG_LENGTH:
-            raise InvalidArgument(
-                f"tag {key!r} value is {len(value)} characters; the limit is {MAX_TAG_LENGTH}",
-                hint="log long values as an artifact",
-            )
-    return tags
+    return _check_values("tag", tags, MAX_TAG_LENGTH, "log long values as an artifact")
 
 
 def _metric_row(run_id: str, m: Metric) -> dict[str, Any]:
