@@ -1,0 +1,35 @@
+"""The prediction log: what a model was asked, what it answered, and what turned out true.
+
+A serving process appends :class:`PredictionRecord` s to a :class:`PredictionLog`; they are
+on disk (fsync'd) within ``sync_interval_ms`` of the append returning, then compacted into
+Parquet segments in an artifact store, partitioned by model, version and UTC day. Labels
+that arrive later are logged with :meth:`PredictionLog.append_feedback` and joined at
+query time. :func:`query` reads the segments with DuckDB; :func:`sync` copies an edge's log
+into a central store.
+
+    >>> from gyre.predictions import PredictionLog, PredictionRecord, query
+    >>> with PredictionLog(spool_dir, store) as log:  # doctest: +SKIP
+    ...     log.append([PredictionRecord("r1", now_ms, "churn", 3, {"age": 42},
+    ...                                  {"prediction": 1}, latency_ms=1.2)])
+    >>> query(store, "churn", since=now_ms - 3_600_000).num_rows  # doctest: +SKIP
+    1
+
+See ``docs/predictions.md`` for the durability contract and the layout in the store.
+"""
+
+from gyre.predictions._log import PredictionLog
+from gyre.predictions._query import Coverage, feedback_coverage, query, query_frame
+from gyre.predictions._record import FeedbackResult, PredictionRecord
+from gyre.predictions._sync import SyncReport, sync
+
+__all__ = [
+    "Coverage",
+    "FeedbackResult",
+    "PredictionLog",
+    "PredictionRecord",
+    "SyncReport",
+    "feedback_coverage",
+    "query",
+    "query_frame",
+    "sync",
+]

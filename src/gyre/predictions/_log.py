@@ -1,0 +1,409 @@
+"""PredictionLog: the request path appends to memory; threads make it durable, then Parquet.
+
+Durability contract: :meth:`PredictionLog.append` encodes the records (on the caller's
+thread, about two microseconds each) and puts them on an in-memory queue; it never waits for
+I/O. A writer thread wakes every ``sync_interval_ms / 4`` (sooner when the queue grows
+large), appends everything queued to the active spool file and fsyncs it. A record whose
+``append`` returned is therefore on disk, fsync'd, at most ``sync_interval_ms`` later (as
+long as one write and fsync take well under the interval; ``stats()`` shows the age of the
+oldest record not yet synced), and from then on survives kill -9 of the process and a
+power cut. :meth:`flush` writes and fsyncs in the calling thread at once.
+
+Compaction: the active spool file is finished when it holds ``segment_rows`` records, when
+:meth:`compact` is called, or every ``compact_interval_s`` by the compaction thread (only
+when an artifact store is given). Each finished file becomes one Parquet segment per
+partition, uploaded as a blob and recorded under a path derived from the file's id; the
+file is deleted only after the manifests say so. A compaction that dies half-way is simply
+run again: it produces the same paths, which replace the entries, never add rows. Spool
+files of a process that died are picked up by the next compaction of any log on the same
+folder, a torn last line cut off and counted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import io
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gyre.artifacts import ArtifactStore
+from gyre.errors import BackendUnavailable, GyreError, InvalidArgument
+from gyre.predictions import _spool
+from gyre.predictions._layout import Partition, record_partitions, segment_path
+from gyre.predictions._record import (
+    FeedbackResult,
+    PredictionRecord,
+    encode_feedback,
+    encode_prediction,
+)
+
+__all__ = ["PredictionLog"]
+
+logger = logging.getLogger("gyre.predictions")
+
+_WAKE_BYTES = 4 * 1024 * 1024  # queued bytes that wake the writer before its tick
+# Queued bytes at which append refuses: the disk has stopped keeping up.
+_MAX_PENDING_BYTES = 256 * 1024 * 1024
+_RECENT_IDS = 100_000  # request ids remembered to tell matched from unmatched labels
+_EVICT_BATCH = 4096
+
+
+class PredictionLog:
+    """The prediction log of one serving process, spooled in ``spool_dir``.
+
+    ``artifacts``: where compaction puts the Parquet segments; without it the log only
+    spools (compact later, from any process, with a log that has one).
+
+    >>> log = PredictionLog("/var/spool/gyre", open_artifact_store("s3://ml/gyre"))
+    >>> log.append([PredictionRecord("req-1", now_ms, "churn", 3, {"age": 42},
+    ...                              {"prediction": 1, "proba": [0.2, 0.8]}, latency_ms=1.7)])
+    >>> log.append_feedback("churn", [("req-1", 0)])
+    FeedbackResult(accepted=1, matched=1, unmatched=0)
+    >>> log.close()  # flush, compact, stop the threads
+    """
+
+    def __init__(
+        self,
+        spool_dir: str | Path,
+        artifacts: ArtifactStore | None = None,
+        *,
+        sync_interval_ms: int = 50,
+        segment_rows: int = 50_000,
+        compact_interval_s: float = 30.0,
+    ) -> None:
+        if isinstance(sync_interval_ms, bool) or not isinstance(sync_interval_ms, int):
+            raise InvalidArgument(f"sync_interval_ms {sync_interval_ms!r} is not a whole number")
+        if sync_interval_ms < 1:
+            raise InvalidArgument(f"sync_interval_ms {sync_interval_ms!r} must be at least 1")
+        if isinstance(segment_rows, bool) or not isinstance(segment_rows, int) or segment_rows < 1:
+            raise InvalidArgument(f"segment_rows {segment_rows!r} must be a positive whole number")
+        if not compact_interval_s > 0:
+            raise InvalidArgument(f"compact_interval_s {compact_interval_s!r} must be positive")
+        self.spool_dir = Path(spool_dir)
+        self.artifacts = artifacts
+        self.sync_interval_ms = sync_interval_ms
+        self.segment_rows = segment_rows
+        self.compact_interval_s = compact_interval_s
+
+        self._lock = threading.Lock()  # the queue, the counters, the recent ids
+        self._io_lock = threading.Lock()  # the spool writer: one write/fsync/rotation at a time
+        self._compact_lock = threading.Lock()
+        self._queue: list[bytes] = []
+        self._queued_bytes = 0
+        self._queued_since: float | None = None  # monotonic time of the oldest queued record
+        self._writing_since: float | None = None  # ... of the oldest record being written
+        self._appended = 0
+        self._synced = 0
+        self._recent: set[str] = set()
+        self._recent_order: collections.deque[str] = collections.deque()
+        self._closed = False
+        self._write_error: GyreError | None = None
+        self._torn = 0
+        self._damaged = 0
+        self._segments = 0
+        self._compacted = 0
+        self._compaction_failures = 0
+        self._indexed: set[tuple[str, str]] = set()  # index entries known to be recorded
+
+        self._spool = _spool.SpoolWriter(self.spool_dir)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_loop, name="gyre-spool-writer", daemon=True
+        )
+        self._compactor: threading.Thread | None = None
+        self._writer.start()
+        if artifacts is not None:
+            self._compactor = threading.Thread(
+                target=self._compact_loop, name="gyre-spool-compactor", daemon=True
+            )
+            self._compactor.start()
+        # At interpreter exit, write what is queued (a weak reference: never keeps us alive).
+        self._atexit = _flush_at_exit(weakref.ref(self))
+        atexit.register(self._atexit)
+
+    def __repr__(self) -> str:
+        return f"PredictionLog({str(self.spool_dir)!r}, {self.artifacts!r})"
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the request path ------------------------------------------------------------------
+
+    def append(self, records: Sequence[PredictionRecord]) -> None:
+        """Queue ``records`` for the spool and return at once (no I/O).
+
+        InvalidArgument naming a record that cannot be logged (nothing of the call is
+        queued then); BackendUnavailable when the spool is far behind (the disk has stopped
+        keeping up, or is full) rather than queueing without bound."""
+        lines = [encode_prediction(r) for r in records]
+        if lines:
+            self._enqueue(lines, [r.request_id for r in records])
+
+    def append_feedback(
+        self, model: str, labels: Sequence[tuple[str, Any]], timestamp_ms: int | None = None
+    ) -> FeedbackResult:
+        """Queue ground-truth ``labels`` (``(request_id, label)`` pairs) for ``model``'s
+        earlier predictions; ``timestamp_ms`` (default: now) is when they were given.
+
+        Labels are stored apart from the predictions (never rewriting them) and joined at
+        query time, the latest label per request winning."""
+        if not isinstance(model, str) or not model:
+            raise InvalidArgument(f"model {model!r} of the labels is empty")
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        elif type(timestamp_ms) is not int:
+            raise InvalidArgument(
+                f"timestamp_ms {timestamp_ms!r} is not an int",
+                hint="milliseconds since the epoch, e.g. time.time_ns() // 1_000_000",
+            )
+        pairs = list(labels)
+        for pair in pairs:
+            if not isinstance(pair, tuple | list) or len(pair) != 2:
+                raise InvalidArgument(f"label {pair!r} is not a (request_id, label) pair")
+        lines = [encode_feedback(model, rid, label, timestamp_ms) for rid, label in pairs]
+        if lines:
+            self._enqueue(lines, None)
+        recent = self._recent
+        matched = sum(1 for rid, _ in pairs if rid in recent)
+        return FeedbackResult(accepted=len(lines), matched=matched, unmatched=len(lines) - matched)
+
+    def _enqueue(self, lines: list[bytes], request_ids: list[str] | None) -> None:
+        size = sum(map(len, lines))
+        with self._lock:
+            if self._closed:
+                raise InvalidArgument(
+                    f"the prediction log in {str(self.spool_dir)!r} is closed",
+                    hint="append before close()",
+                )
+            if self._queued_bytes + size > _MAX_PENDING_BYTES:
+                raise BackendUnavailable(
+                    f"the prediction spool in {str(self.spool_dir)!r} is "
+                    f"{self._queued_bytes // (1024 * 1024)} MiB behind"
+                    + (f": {self._write_error.message}" if self._write_error else ""),
+                    hint="the disk is full, failing or too slow; see PredictionLog.stats()",
+                )
+            if not self._queue:
+                self._queued_since = time.monotonic()
+            self._queue += lines
+            self._queued_bytes += size
+            self._appended += len(lines)
+            wake = self._queued_bytes >= _WAKE_BYTES
+            if request_ids is not None:
+                self._recent.update(request_ids)
+                order = self._recent_order
+                order.extend(request_ids)
+                if len(order) > _RECENT_IDS + _EVICT_BATCH:  # forget in bulk: cheaper per call
+                    forget, oldest = self._recent.discard, order.popleft
+                    for _ in range(len(order) - _RECENT_IDS):
+                        forget(oldest())
+        if wake:
+            self._wake.set()
+
+    # -- the writer --------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        # A quarter of the interval: the rest is headroom for the write, the fsync and a
+        # busy machine's scheduling.
+        tick = self.sync_interval_ms / 4000
+        while not self._stop.is_set():
+            self._wake.wait(tick)
+            self._wake.clear()
+            try:
+                self._write_queued()
+                self._write_error = None
+            except GyreError as exc:
+                if self._write_error is None or exc.message != self._write_error.message:
+                    logger.error("prediction spool: %s", exc)
+                self._write_error = exc
+            except Exception:  # never let the writer die: it is the durability
+                logger.exception("prediction spool writer failed; retrying")
+
+    def _write_queued(self, *, rotate: bool = False) -> None:
+        """Write and fsync everything queued; finish the file if asked or full."""
+        with self._io_lock:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                rows = len(batch)
+                self._writing_since, self._queued_since = self._queued_since, None
+                self._queued_bytes = 0
+            done = 0
+            try:
+                # File by file, so that none holds more than segment_rows records.
+                while done < len(batch):
+                    chunk = batch[done : done + self.segment_rows - self._spool.rows]
+                    self._spool.write(b"".join(chunk), len(chunk))
+                    done += len(chunk)
+                    if self._spool.rows >= self.segment_rows:
+                        self._spool.close()  # fsyncs
+                if rotate:
+                    self._spool.close()
+                elif batch:
+                    self._spool.sync()
+            except OSError as exc:
+                if isinstance(exc, _spool.WriteFailed):
+                    done += exc.written
+                self._requeue(batch[done:], done)
+                raise BackendUnavailable(
+                    f"cannot write the prediction spool in {str(self.spool_dir)!r}: {exc}",
+                    hint="check free space and permissions; queued records are kept",
+                ) from None
+            with self._lock:
+                self._synced += rows
+                self._writing_since = None
+
+    def _requeue(self, lines: list[bytes], done: int) -> None:
+        with self._lock:
+            self._queue[:0] = lines
+            self._queued_bytes += sum(map(len, lines))
+            self._synced += done
+            if self._writing_since is not None:
+                self._queued_since = min(self._writing_since, self._queued_since or float("inf"))
+            self._writing_since = None
+
+    def flush(self) -> None:
+        """Write and fsync everything appended so far, in this thread; when this returns
+        it is on disk. BackendUnavailable if the spool cannot be written."""
+        self._write_queued()
+
+    # -- compaction ----------------------------------------------------------------------
+
+    def compact(self) -> list[str]:
+        """Finish the active spool file and turn every finished one in the spool folder
+        (this log's, and those of processes that died) into Parquet segments in the
+        artifact store; the segments' ``<scope>/<path>``.
+
+        Queries see compacted segments only: call this first to include everything."""
+        if self.artifacts is None:
+            raise InvalidArgument(
+                f"the prediction log in {str(self.spool_dir)!r} has no artifact store",
+                hint="pass one to PredictionLog(spool_dir, artifacts) to compact",
+            )
+        with self._compact_lock:
+            self._write_queued(rotate=True)
+            return self._compact_finished(self.artifacts)
+
+    def _compact_loop(self) -> None:
+        assert self.artifacts is not None
+        while not self._stop.wait(self.compact_interval_s):
+            try:
+                with self._compact_lock:
+                    self._write_queued(rotate=True)
+                    self._compact_finished(self.artifacts)
+            except GyreError as exc:
+                self._compaction_failures += 1
+                logger.warning("prediction log compaction failed, will retry: %s", exc)
+            except Exception:
+                self._compaction_failures += 1
+                logger.exception("prediction log compaction failed, will retry")
+
+    def _compact_finished(self, store: ArtifactStore) -> list[str]:
+        written: list[str] = []
+        # closing(): a failure mid-way releases the file being compacted at once.
+        with contextlib.closing(_spool.claim_finished(self.spool_dir)) as claimed_files:
+            for claimed in claimed_files:
+                written += self._compact_one(store, claimed)
+        return written
+
+    def _compact_one(self, store: ArtifactStore, claimed: _spool.ClaimedSpool) -> list[str]:
+        from gyre.predictions._segments import build_segments, parquet_bytes
+
+        contents = claimed.read()
+        self._torn += contents.torn
+        self._damaged += contents.damaged
+        path = segment_path(claimed.spool_id)
+        written: list[str] = []
+        partitions: list[Partition] = []
+        rows = 0
+        for partition, table in build_segments(claimed.spool_id, contents.lines):
+            ref = store.put_blob(io.BytesIO(parquet_bytes(table)))
+            store.append_manifest(partition.scope, {path: ref})
+            written.append(f"{partition.scope}/{path}")
+            partitions.append(partition)
+            rows += table.num_rows
+        record_partitions(store, partitions, self._indexed)
+        claimed.remove()  # only now: every segment is recorded
+        self._segments += len(written)
+        self._compacted += rows
+        return written
+
+    # -- state -----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """The spool's lag and counters, for metrics endpoints.
+
+        - ``unsynced_records``: appended, not yet fsync'd; ``oldest_unsynced_ms``: how long
+          the oldest of them has waited (0 when none). Past ``sync_interval_ms`` means the
+          durability contract is not being met.
+        - ``spool_files`` / ``spool_bytes``: what waits in the spool folder for compaction.
+        - ``appended_records``, ``synced_records``, ``compacted_records``,
+          ``segments_written``, ``torn_records``, ``damaged_lines``, ``compaction_failures``:
+          totals since this log was opened.
+        """
+        now = time.monotonic()
+        with self._lock:
+            since = [t for t in (self._queued_since, self._writing_since) if t is not None]
+            unsynced = self._appended - self._synced
+            appended, synced = self._appended, self._synced
+        files = _spool.spool_files(self.spool_dir)
+        size = 0
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):  # compacted meanwhile
+                size += f.stat().st_size
+        return {
+            "unsynced_records": float(unsynced),
+            "oldest_unsynced_ms": (now - min(since)) * 1000 if since else 0.0,
+            "spool_files": float(len(files)),
+            "spool_bytes": float(size),
+            "appended_records": float(appended),
+            "synced_records": float(synced),
+            "compacted_records": float(self._compacted),
+            "segments_written": float(self._segments),
+            "torn_records": float(self._torn),
+            "damaged_lines": float(self._damaged),
+            "compaction_failures": float(self._compaction_failures),
+        }
+
+    def close(self) -> None:
+        """Stop taking records, flush, stop the threads and, with an artifact store, compact
+        everything. If that compaction fails (the store is unreachable) the error is raised
+        and the spool files stay for the next log on this folder to compact."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        atexit.unregister(self._atexit)
+        self._stop.set()
+        self._wake.set()
+        if self._compactor is not None:
+            self._compactor.join()
+        self._writer.join()
+        with self._compact_lock:
+            try:
+                self._write_queued(rotate=True)
+            finally:
+                self._spool.abandon()  # closed already, unless writing failed
+            if self.artifacts is not None:
+                self._compact_finished(self.artifacts)
+
+
+def _flush_at_exit(ref: weakref.ref[PredictionLog]) -> Callable[[], None]:
+    def flush() -> None:
+        log = ref()
+        if log is not None:
+            try:
+                log.flush()
+            except GyreError as exc:
+                logger.error("prediction log: records lost at exit: %s", exc)
+
+    return flush

@@ -1,0 +1,177 @@
+"""``gyre predictions query`` and ``gyre sync``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gyre.artifacts import open_artifact_store
+from gyre.cli._predictions_cmds import parse_moment, register
+from gyre.errors import InvalidArgument
+from gyre.predictions import PredictionLog, query
+from gyre.store._sql import SqlStore
+from tests.fixtures.predictions import records
+
+NOW_MS = time.time_ns() // 1_000_000
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture
+def logged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Predictions of churn v1 and v2 in the last half hour, older ones, some labels."""
+    artifacts = tmp_path / "artifacts"
+    monkeypatch.setenv("GYRE_ARTIFACT_URI", str(artifacts))
+    monkeypatch.setenv("GYRE_TRACKING_URI", f"sqlite:///{tmp_path / 'gyre.db'}")
+    store = open_artifact_store(str(artifacts))
+    recent = NOW_MS - 30 * 60_000
+    with PredictionLog(tmp_path / "spool", store) as log:
+        log.append(records(12, version=1, start_ms=recent, step_ms=60_000, prefix="v1"))
+        log.append(records(6, version=2, start_ms=recent, step_ms=60_000, prefix="v2"))
+        log.append(records(5, version=1, start_ms=NOW_MS - 3 * 3_600_000, prefix="old"))
+        log.append_feedback("churn", [("v1-0", 1), ("v1-1", 0), ("v2-0", 1), ("ghost", 1)])
+    return artifacts
+
+
+def _invoke(app: typer.Typer, *args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_query_json_counts_the_window_and_limits_the_rows(app: typer.Typer, logged: Path) -> None:
+    out = json.loads(
+        _invoke(
+            app, "predictions", "query", "models:/churn", "--since", "1h", "--json", "--limit", "5"
+        )
+    )
+    assert out["model"] == "churn" and out["version"] is None
+    assert out["total"] == 18 and out["versions"] == [1, 2]
+    assert len(out["rows"]) == 5, "the newest 5"
+    assert out["rows"][-1]["request_id"] == "v1-11"
+    assert datetime.fromisoformat(out["rows"][-1]["timestamp"]).tzinfo is not None
+    assert out["rows"][0]["out_proba"] == [0.25, 0.75]
+    assert out["coverage"] == {
+        "predictions": 18,
+        "labelled": 3,
+        "coverage": pytest.approx(3 / 18),
+        "unknown_labels": 1,
+    }
+    assert out["latency_ms"]["p50"] is not None
+    wider = json.loads(_invoke(app, "predictions", "query", "churn", "--since", "4h", "--json"))
+    assert wider["total"] == 23
+
+
+def test_query_by_version_and_by_alias(app: typer.Typer, logged: Path, tmp_path: Path) -> None:
+    out = json.loads(_invoke(app, "predictions", "query", "models:/churn/2", "--json"))
+    assert (out["version"], out["total"]) == (2, 6)
+    registry = SqlStore(f"sqlite:///{tmp_path / 'gyre.db'}")
+    try:
+        for _ in range(2):
+            registry.create_model_version("churn", "file:///nowhere")
+        registry.set_alias("churn", "champion", 2)
+    finally:
+        registry.close()
+    out = json.loads(_invoke(app, "predictions", "query", "models:/churn@champion", "--json"))
+    assert (out["version"], out["total"]) == (2, 6)
+
+
+def test_query_table_and_csv(app: typer.Typer, logged: Path, tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    out = _invoke(
+        app, "predictions", "query", "models:/churn", "--limit", "3", "--csv", str(target)
+    )
+    assert "predictions of churn" in out
+    assert "18 predictions in" in out and "versions 1, 2" in out
+    assert "labelled 3/18 (16.7%)" in out and "matching no prediction: 1" in out
+    assert f"wrote 18 rows to {target}" in out.replace("\n", "")
+    with open(target, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 18
+    assert json.loads(rows[0]["out_proba"]) == [0.25, 0.75]
+    assert rows[0]["label"] in ("", "0", "1")
+
+
+def test_sync_command_copies_then_finds_nothing_new(
+    app: typer.Typer, logged: Path, tmp_path: Path
+) -> None:
+    central = tmp_path / "central"
+    first = json.loads(_invoke(app, "sync", "--to", str(central), "--json"))
+    assert first["entries"] > 0 and first["models"] == ["churn"]
+    again = json.loads(_invoke(app, "sync", "--to", str(central), "--from", str(logged), "--json"))
+    assert again["entries"] == 0
+    assert query(open_artifact_store(str(central)), "churn").num_rows == 23
+    assert "synced" in _invoke(app, "sync", "--to", str(central))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predictions", "query", "churn", "--since", "yesterday"], "--since 'yesterday'"),
+        (["predictions", "query", "churn", "--until", "5 parsecs"], "--until '5 parsecs'"),
+        (["predictions", "query", "models:/a/b/c"], "model 'models:/a/b/c'"),
+        (["predictions", "query", "churn", "--limit", "-1"], "--limit -1"),
+        (["sync", "--to", "/tmp/x", "--interval", "0"], "--interval 0"),
+    ],
+)
+def test_bad_arguments_raise_naming_them(
+    app: typer.Typer, logged: Path, args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, InvalidArgument)
+    assert message in str(result.exception)
+
+
+def test_parse_moment() -> None:
+    now = datetime(2024, 3, 10, 12, 0, tzinfo=UTC)
+    assert parse_moment("30m", "--since", now) == now - timedelta(minutes=30)
+    assert parse_moment("2d", "--since", now) == now - timedelta(days=2)
+    assert parse_moment("1.5h", "--since", now) == now - timedelta(minutes=90)
+    assert parse_moment("2024-03-09T08:00:00Z", "--since", now) == datetime(
+        2024, 3, 9, 8, tzinfo=UTC
+    )
+    assert parse_moment("2024-03-09", "--since", now) == datetime(2024, 3, 9, tzinfo=UTC)
+
+
+# The real `gyre` entry point, with these commands registered if cli/_app.py does not yet.
+GYRE = """
+import sys
+from gyre.cli import _app, _predictions_cmds, main
+if not any(g.name == "predictions" for g in _app.app.registered_groups):
+    _predictions_cmds.register(_app.app)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_errors_are_one_red_line_and_an_exit_code(logged: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", GYRE, "predictions", "query", "models:/churn", "--since", "soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--since 'soon'" in lines[0] and "1h" in lines[0], run.stderr
+    ok = subprocess.run(
+        [sys.executable, "-c", GYRE, "predictions", "query", "models:/churn", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["total"] == 18
