@@ -1,0 +1,688 @@
+"""The prediction server's app factory: Open Inference Protocol v2, simple JSON, batch files.
+
+>>> from gyre.models import load_model
+>>> app = create_app([ServedModel("churn", "3", load_model("churn-model"))])  # doctest: +SKIP
+
+Routes (``{name}`` a served model; ``/versions/{v}`` pins a version where shown):
+
+=======  ===========================================  ==========================================
+GET      ``/v2/health/live``, ``/v2/health/ready``    ``{"live": true}`` / ``{"ready": true}``
+GET      ``/v2``                                      server metadata
+GET      ``/v2/models/{name}[/versions/{v}]``         model metadata (typed tensors)
+GET      ``/v2/models/{name}[/versions/{v}]/ready``   model readiness
+POST     ``/v2/models/{name}[/versions/{v}]/infer``   inference on typed tensors
+POST     ``/predict/{name}[/versions/{v}]``           ``{"records"|"columns"|"instances"}``
+POST     ``/batch/{name}``                            score a CSV / JSON Lines / Parquet upload
+POST     ``/feedback/{name}``                         ground-truth labels for logged predictions
+GET      ``/metrics``                                 Prometheus
+=======  ===========================================  ==========================================
+
+The app is a Starlette router behind one pure-ASGI front (:mod:`gyre.serving._front`): the
+hot path builds no pydantic models and no per-row DataFrames; JSON goes through orjson.
+Models listed as :class:`ModelSpec` are loaded in the ``lifespan`` start-up, once per worker
+process; every model's micro-batcher starts there and drains when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route, Router
+
+from gyre.errors import GyreError, InvalidArgument, NotFound
+from gyre.predictions import PredictionRecord
+from gyre.serving import _json
+from gyre.serving._auth import TokenGate, TokenVerifier
+from gyre.serving._errors import DeadlineExceeded
+from gyre.serving._front import CONTEXT_KEY, Front, RequestInfo
+from gyre.serving._oip import BINARY_HEADER, decode_request, encode_outputs, input_metadata
+from gyre.serving._oip import model_input as oip_model_input
+from gyre.serving._slots import (
+    Deployment,
+    ModelSlot,
+    ModelSpec,
+    Outputs,
+    Prepared,
+    Retired,
+    ServedModel,
+)
+from gyre.serving._telemetry import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from gyre.serving._telemetry import Telemetry
+
+__all__ = ["Limits", "PredictionLog", "create_app"]
+
+logger = logging.getLogger("gyre.serving")
+
+# Bodies up to this size are parsed and checked on the event loop; larger ones in a thread,
+# so one big request cannot stall every other connection.
+_INLINE_BYTES = 64 * 1024
+_UPLOAD_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-worker limits. Past each, a request is refused at once with a clear status.
+
+    ``max_request_bytes``: JSON bodies (413). ``max_upload_bytes``: ``/batch`` uploads,
+    spooled to disk (413). ``request_timeout_s``: a ``/predict`` or ``/infer`` request not
+    answered in time gets 504 (batch uploads are not timed). ``max_inflight``: concurrent
+    requests per worker (503 + Retry-After). Queued rows per model are bounded by
+    :class:`~gyre.serving.Batching` ``max_queue_rows`` (429 + Retry-After).
+    """
+
+    max_request_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 4 * 1024 * 1024 * 1024
+    request_timeout_s: float = 30.0
+    max_inflight: int = 2048
+    max_batch_file_chunk: int = 100_000
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Limits:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@runtime_checkable
+class PredictionLog(Protocol):
+    """What the server needs of :class:`gyre.predictions.PredictionLog`."""
+
+    def append(self, records: Sequence[Any]) -> None: ...
+
+    def append_feedback(self, model: str, labels: Sequence[tuple[str, Any]]) -> Any: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> Mapping[str, Any]: ...
+
+
+def _gyre_version() -> str:
+    try:
+        return version("gyreml")
+    except PackageNotFoundError:  # pragma: no cover - a bare checkout
+        return "0+unknown"
+
+
+def _json_response(body: Any, status: int = 200) -> Response:
+    return Response(_json.dumps(body), status_code=status, media_type="application/json")
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes", "on")
+
+
+def _log_rows(prepared: Prepared, columns: list[str] | None) -> list[dict[str, Any]]:
+    """One ``{column: value}`` dict per input row (numpy scalars; the log encodes them)."""
+    data = prepared.data
+    if isinstance(data, np.ndarray):
+        if columns and data.ndim == 2 and data.shape[1] == len(columns):
+            return [dict(zip(columns, row, strict=True)) for row in data]
+        return [{"input-0": row} for row in data]
+    if isinstance(data, dict):
+        keys = list(data)
+        arrays = [data[k] for k in keys]
+        return [dict(zip(keys, values, strict=True)) for values in zip(*arrays, strict=True)]
+    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+        return data
+    return [{"input": data}]
+
+
+def _log_outputs(outputs: Outputs, rows: int) -> list[dict[str, Any]]:
+    named = {("prediction" if k == "predict" else "proba" if k == "predict_proba" else k): v
+             for k, v in outputs.items()}  # fmt: skip
+    if any(arr.ndim == 0 or arr.shape[0] != rows for arr in named.values()):
+        return [{k: v for k, v in named.items()}] * rows  # not one output per row: log it whole
+    keys = list(named)
+    return [dict(zip(keys, values, strict=True)) for values in zip(*named.values(), strict=True)]
+
+
+def _log_version(version: str) -> int:
+    # The log keys versions by number: registry versions are; a package served from a run
+    # or a folder (versioned by its digest) is logged as version 0.
+    return int(version) if version.isdigit() else 0
+
+
+class _Server:
+    """Everything the routes share: the slots, limits, log and metrics of one app."""
+
+    def __init__(
+        self,
+        models: Sequence[ServedModel | ModelSpec],
+        *,
+        prediction_log: PredictionLog | None,
+        limits: Limits,
+        telemetry: Telemetry | None,
+        on_close: Sequence[Callable[[], None]],
+    ) -> None:
+        names = [m.name for m in models]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise InvalidArgument(
+                f"model name {duplicate!r} is served twice",
+                hint="give each model its own name (NAME=URI on the command line)",
+            )
+        self.models = list(models)
+        self.slots: dict[str, ModelSlot] = {name: ModelSlot(name) for name in names}
+        self.log = prediction_log
+        self.limits = limits
+        self.telemetry = telemetry
+        self.on_close = list(on_close)
+        self.started = False
+
+    # -- lifespan -----------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        try:
+            for item in self.models:
+                served = await run_in_threadpool(item.load) if isinstance(item, ModelSpec) else item
+                await self.slots[served.name].deploy(Deployment(served, self.telemetry))
+                logger.info(
+                    "serving model %r version %s", served.name, served.version,
+                    extra={"model": served.name, "version": served.version},
+                )  # fmt: skip
+            # Everything loaded so far (libraries, models) lives as long as the process:
+            # keep it out of the collector's full passes, which otherwise walk it all
+            # (hundreds of thousands of objects) and stall every request meanwhile.
+            gc.collect()
+            gc.freeze()
+            self.started = True
+            yield
+        finally:
+            self.started = False
+            await asyncio.gather(*(slot.close() for slot in self.slots.values()))
+            if self.log is not None:
+                await run_in_threadpool(self.log.close)
+            for close in self.on_close:
+                close()
+            if self.telemetry is not None:
+                self.telemetry.process_exited()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def slot(self, name: str) -> ModelSlot:
+        slot = self.slots.get(name)
+        if slot is None:
+            raise NotFound(
+                f"model {name!r} is not served here",
+                hint=f"served models: {', '.join(self.slots) or 'none'}",
+            )
+        return slot
+
+    def route(self, request: Request, endpoint: str) -> tuple[RequestInfo, Deployment]:
+        info: RequestInfo = request.scope[CONTEXT_KEY]
+        params = request.path_params
+        deployment = self.slot(params["name"]).route(params.get("version"))
+        info.bind(deployment.name, deployment.version, endpoint)
+        return info, deployment
+
+    async def body_json(self, request: Request) -> Any:
+        body = await request.body()
+        try:
+            if len(body) > _INLINE_BYTES:
+                return await run_in_threadpool(_json.loads, body)
+            return _json.loads(body)
+        except ValueError as exc:
+            raise InvalidArgument(
+                f"malformed JSON body: {exc}", hint="send a JSON object as the request body"
+            ) from None
+
+    async def run(
+        self,
+        request: Request,
+        deployment: Deployment,
+        info: RequestInfo,
+        parse: Callable[[Deployment, bytes], tuple[Prepared, Any]],
+        *,
+        proba: Callable[[Any], bool],
+    ) -> tuple[Deployment, Prepared, Any, Outputs]:
+        """Validate, queue and predict one request, within the request timeout."""
+        timeout = self.limits.request_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                with deployment.batcher.announce():
+                    prepared, parsed = await self._parse(request, deployment, parse)
+                info.rows = prepared.rows
+                try:
+                    outputs = await deployment.predict(
+                        prepared, info.request_id, proba=proba(parsed)
+                    )
+                except Retired:  # swapped while this request was being read: use the new one
+                    slot = self.slot(deployment.name)
+                    deployment = slot.route(request.path_params.get("version"))
+                    info.bind(deployment.name, deployment.version, info.endpoint)
+                    prepared, parsed = await self._parse(request, deployment, parse)
+                    outputs = await deployment.predict(
+                        prepared, info.request_id, proba=proba(parsed)
+                    )
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"request {info.request_id} was not answered within {timeout:g} s",
+                hint="retry later; the server or the model is overloaded",
+            ) from None
+        return deployment, prepared, parsed, outputs
+
+    async def _parse(
+        self,
+        request: Request,
+        deployment: Deployment,
+        parse: Callable[[Deployment, bytes], tuple[Prepared, Any]],
+    ) -> tuple[Prepared, Any]:
+        body = await request.body()
+        if len(body) > _INLINE_BYTES:
+            return await run_in_threadpool(parse, deployment, body)
+        return parse(deployment, body)
+
+    def log_prediction(
+        self, info: RequestInfo, deployment: Deployment, prepared: Prepared, outputs: Outputs
+    ) -> None:
+        """Append one record per row to the prediction log (ids ``<request id>:<row>`` when
+        a request holds several rows). Never raises: the answer is already computed."""
+        if self.log is None:
+            return
+        try:
+            now_ms = time.time_ns() // 1_000_000
+            latency = round((time.perf_counter() - info.started) * 1000, 3)
+            rows = _log_rows(prepared, deployment.column_names)
+            answers = _log_outputs(outputs, len(rows))
+            rid = info.request_id
+            records = [
+                PredictionRecord(
+                    rid if len(rows) == 1 else f"{rid}:{i}",
+                    now_ms,
+                    deployment.name,
+                    _log_version(deployment.version),
+                    row,
+                    answer,
+                    latency,
+                )
+                for i, (row, answer) in enumerate(zip(rows, answers, strict=True))
+            ]
+            self.log.append(records)
+        except Exception:  # the log must never fail a prediction that was answered
+            logger.exception("could not log prediction %s", info.request_id)
+
+
+# -- OIP routes --------------------------------------------------------------------------
+
+
+def _oip_routes(server: _Server) -> list[Route]:
+    server_meta = _json.dumps(
+        {"name": "gyre", "version": _gyre_version(), "extensions": ["binary_tensor_data"]}
+    )
+
+    async def live(request: Request) -> Response:
+        return _json_response({"live": True})
+
+    async def ready(request: Request) -> Response:
+        ok = server.started and all(slot.ready for slot in server.slots.values())
+        return _json_response({"ready": ok}, 200 if ok else 503)
+
+    async def metadata(request: Request) -> Response:
+        return Response(server_meta, media_type="application/json")
+
+    async def model_metadata(request: Request) -> Response:
+        _, dep = server.route(request, "metadata")
+        signature = dep.signature
+        return _json_response(
+            {
+                "name": dep.name,
+                "versions": server.slot(dep.name).versions,
+                "platform": dep.model.flavor,
+                "inputs": input_metadata(signature.inputs if signature else None),
+                "outputs": dep.output_metadata(),
+                "parameters": {"task": dep.model.task.kind},
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        params = request.path_params
+        slot = server.slot(params["name"])
+        try:
+            slot.route(params.get("version"))
+        except NotFound:
+            raise
+        except GyreError:
+            return _json_response({"name": slot.name, "ready": False}, 503)
+        return _json_response({"name": slot.name, "ready": True})
+
+    async def infer(request: Request) -> Response:
+        info, dep = server.route(request, "infer")
+        header = request.headers.get(BINARY_HEADER)
+        try:
+            header_length = None if header is None else int(header)
+        except ValueError:
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header!r} is not a number"
+            ) from None
+        requested: list[str] = []
+
+        def parse(d: Deployment, body: bytes) -> tuple[Prepared, Any]:
+            req = decode_request(body, header_length, _json.loads)
+            names = [n for n, _ in req.outputs] if req.outputs is not None else ["predict"]
+            known = {"predict", *d.output_shapes}
+            if d.has_proba:
+                known.add("predict_proba")
+            for name in names:
+                if name not in known:
+                    raise InvalidArgument(
+                        f"output {name!r} is not an output of model {d.name!r}",
+                        hint=f"its outputs: {', '.join(sorted(known))}",
+                    )
+            requested[:] = names
+            signature = d.signature
+            data = oip_model_input(signature.inputs if signature else None, req.inputs)
+            return d.admit(data), req
+
+        dep, prepared, req, outputs = await server.run(
+            request, dep, info, parse, proba=lambda r: "predict_proba" in requested
+        )
+        if "predict" in requested and "predict" not in outputs:
+            requested = [n for n in requested if n != "predict"] + [
+                k for k in outputs if k != "predict_proba"
+            ]
+        chosen = {name: outputs[name] for name in requested if name in outputs}
+        wanted = {name: params for name, params in (req.outputs or [])}
+        binary_default = bool(req.parameters.get("binary_data_output", False))
+        binary = {
+            name
+            for name in chosen
+            if wanted.get(name, {}).get("binary_data", binary_default) is True
+        }
+        extra = {"predict_proba": {"classes": dep.classes}} if dep.classes else {}
+        encoded, chunks = encode_outputs(chosen, extra, binary, _json.jsonable)
+        body = _json.dumps(
+            {
+                "model_name": dep.name,
+                "model_version": dep.version,
+                "id": req.id if req.id is not None else info.request_id,
+                "outputs": encoded,
+            }
+        )
+        server.log_prediction(info, dep, prepared, outputs)
+        if not chunks:
+            return Response(body, media_type="application/json")
+        return Response(
+            b"".join([body, *chunks]),
+            media_type="application/octet-stream",
+            headers={BINARY_HEADER: str(len(body))},
+        )
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    return [
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2", metadata, methods=["GET"]),
+        Route(model, model_metadata, methods=["GET"]),
+        Route(versioned, model_metadata, methods=["GET"]),
+        Route(model + "/ready", model_ready, methods=["GET"]),
+        Route(versioned + "/ready", model_ready, methods=["GET"]),
+        Route(model + "/infer", infer, methods=["POST"]),
+        Route(versioned + "/infer", infer, methods=["POST"]),
+    ]
+
+
+# -- gyre's own routes -------------------------------------------------------------------
+
+
+def _predict_input(doc: Any) -> tuple[Any, bool]:
+    """The data and the ``return_proba`` flag of a /predict body."""
+    if isinstance(doc, list):
+        return doc, False
+    if not isinstance(doc, dict):
+        raise InvalidArgument(
+            f"the request body must be a JSON object or list, got {type(doc).__name__}",
+            hint='send {"records": [{...}, ...]} or {"columns": {"name": [...]}}',
+        )
+    proba = doc.get("return_proba", False)
+    if not isinstance(proba, bool):
+        raise InvalidArgument(f"'return_proba' must be true or false, got {proba!r}")
+    present = [key for key in ("records", "columns", "instances") if key in doc]
+    if len(present) != 1:
+        raise InvalidArgument(
+            "the request must hold exactly one of 'records', 'columns', 'instances'"
+            + (f" (it holds {', '.join(present)})" if present else ""),
+            hint='send {"records": [{...}, ...]} or {"columns": {"name": [...]}}',
+        )
+    data = doc[present[0]]
+    if present[0] == "records" and not (
+        isinstance(data, list) and all(isinstance(r, dict) for r in data)
+    ):
+        raise InvalidArgument("'records' must be a list of objects", hint='[{"age": 41}, ...]')
+    if present[0] == "columns" and not isinstance(data, dict):
+        raise InvalidArgument("'columns' must be an object of lists", hint='{"age": [41, 37]}')
+    return data, proba
+
+
+def _gyre_routes(server: _Server) -> list[Route]:
+    async def predict(request: Request) -> Response:
+        info, dep = server.route(request, "predict")
+        query_proba = _truthy(request.query_params.get("proba"))
+
+        def parse(d: Deployment, body: bytes) -> tuple[Prepared, Any]:
+            try:
+                doc = _json.loads(body)
+            except ValueError as exc:
+                raise InvalidArgument(
+                    f"malformed JSON body: {exc}", hint="send a JSON object as the request body"
+                ) from None
+            data, proba = _predict_input(doc)
+            proba = proba or query_proba
+            if proba and not d.has_proba:
+                raise InvalidArgument(
+                    f"model {d.name!r} ({d.model.task.kind}) has no predict_proba",
+                    hint="ask for predictions only; probabilities exist for classifiers",
+                )
+            return d.admit(data), proba
+
+        dep, prepared, proba, outputs = await server.run(request, dep, info, parse, proba=bool)
+        predictions = {k: v for k, v in outputs.items() if k != "predict_proba"}
+        body: dict[str, Any] = {
+            "predictions": _json.jsonable(predictions["predict"])
+            if list(predictions) == ["predict"]
+            else {k: _json.jsonable(v) for k, v in predictions.items()},
+            "model": dep.name,
+            "version": dep.version,
+            "request_id": info.request_id,
+        }
+        if proba:
+            body["probabilities"] = _json.jsonable(outputs["predict_proba"])
+            body["classes"] = dep.classes
+        response = _json_response(body)
+        server.log_prediction(info, dep, prepared, outputs)
+        return response
+
+    async def feedback(request: Request) -> Response:
+        info: RequestInfo = request.scope[CONTEXT_KEY]
+        name = request.path_params["name"]
+        server.slot(name)
+        info.bind(name, "", "feedback")
+        doc = await server.body_json(request)
+        pairs: list[tuple[str, Any]]
+        if isinstance(doc, dict) and "labels" in doc:
+            raw = doc["labels"]
+            if not isinstance(raw, list) or not all(
+                isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[0], str) for p in raw
+            ):
+                raise InvalidArgument(
+                    "'labels' must be a list of [request_id, label] pairs",
+                    hint='{"labels": [["3f2a...", 1], ["9c1b...", 0]]}',
+                )
+            pairs = [(p[0], p[1]) for p in raw]
+        elif isinstance(doc, dict) and "request_id" in doc and "label" in doc:
+            if not isinstance(doc["request_id"], str):
+                raise InvalidArgument(f"'request_id' must be a string, got {doc['request_id']!r}")
+            pairs = [(doc["request_id"], doc["label"])]
+        else:
+            raise InvalidArgument(
+                "feedback needs 'request_id' and 'label', or 'labels'",
+                hint='{"request_id": "3f2a...", "label": 1}',
+            )
+        if server.log is None:
+            raise NotFound(
+                "feedback is not recorded: the prediction log is off",
+                hint="start `gyre serve` without --no-log",
+            )
+        result = server.log.append_feedback(name, pairs)
+        info.rows = len(pairs)
+        body = {"model": name, "accepted": len(pairs)}
+        for key in ("matched", "unmatched"):
+            if isinstance(getattr(result, key, None), int):
+                body[key] = getattr(result, key)
+        return _json_response(body, 202)
+
+    async def batch(request: Request) -> Response:
+        from gyre.serving.batch import (
+            CONTENT_TYPES,
+            check_format,
+            format_for_content_type,
+            score_chunks,
+        )
+
+        info, dep = server.route(request, "batch")
+        query = request.query_params
+        requested = query.get("format")
+        fmt = (
+            check_format(requested)
+            if requested
+            else format_for_content_type(request.headers.get("content-type"))
+        )
+        if fmt is None:
+            raise InvalidArgument(
+                f"cannot tell the upload's format from Content-Type "
+                f"{request.headers.get('content-type')!r}",
+                hint="send text/csv, application/x-ndjson or application/vnd.apache.parquet, "
+                "or add ?format=csv|jsonl|parquet",
+            )
+        limit = server.limits.max_batch_file_chunk
+        try:
+            batch_size = int(query.get("batch_size", "10000"))
+        except ValueError:
+            raise InvalidArgument(
+                f"batch_size {query.get('batch_size')!r} is not a number"
+            ) from None
+        if not 1 <= batch_size <= limit:
+            raise InvalidArgument(f"batch_size must be between 1 and {limit}, got {batch_size}")
+        proba = _truthy(query.get("proba"))
+        if proba and not dep.has_proba:
+            raise InvalidArgument(f"model {dep.name!r} has no predict_proba")
+
+        folder = tempfile.mkdtemp(prefix="gyre-batch-")
+        try:
+            upload = os.path.join(folder, f"upload.{fmt}")
+            with open(upload, "wb") as spool:  # small sequential writes: fine on the loop
+                try:
+                    async for piece in request.stream():
+                        spool.write(piece)
+                except ClientDisconnect:
+                    raise InvalidArgument("upload interrupted: the client disconnected") from None
+            chunks = score_chunks(dep.model, upload, fmt, batch_size=batch_size, proba=proba)
+            first = await run_in_threadpool(_next_chunk, chunks)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        telemetry = server.telemetry
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                current: tuple[int, bytes] | None = first
+                while current is not None:
+                    rows, data = current
+                    info.rows += rows
+                    if telemetry is not None and rows:
+                        telemetry.rows_scored(dep.name, dep.version, "batch", rows)
+                    if data:
+                        yield data
+                    current = await run_in_threadpool(_next_chunk, chunks)
+            except Exception:
+                logger.exception("batch request %s failed while streaming", info.request_id)
+                raise
+            finally:
+                chunks.close()
+                shutil.rmtree(folder, ignore_errors=True)
+
+        return StreamingResponse(
+            stream(),
+            media_type=CONTENT_TYPES[fmt],
+            headers={"content-disposition": f'attachment; filename="scored.{fmt}"'},
+        )
+
+    async def metrics(request: Request) -> Response:
+        if server.telemetry is None:
+            raise NotFound("metrics are off on this server")
+        body = await run_in_threadpool(server.telemetry.render)
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
+
+    return [
+        Route("/predict/{name}", predict, methods=["POST"]),
+        Route("/predict/{name}/versions/{version}", predict, methods=["POST"]),
+        Route("/feedback/{name}", feedback, methods=["POST"]),
+        Route("/batch/{name}", batch, methods=["POST"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+
+
+def _next_chunk(chunks: Generator[tuple[int, bytes], None, None]) -> tuple[int, bytes] | None:
+    return next(chunks, None)
+
+
+# -- the factory -------------------------------------------------------------------------
+
+
+def create_app(
+    models: Sequence[ServedModel | ModelSpec],
+    *,
+    prediction_log: PredictionLog | None = None,
+    auth: TokenVerifier | None = None,
+    limits: Limits | None = None,
+    metrics: bool = True,
+    access_log: bool = True,
+    token_ttl: float = 1.0,
+    on_close: Sequence[Callable[[], None]] = (),
+) -> Front:
+    """The serving ASGI app over ``models`` (see the module docstring for the routes).
+
+    ``prediction_log``: every answered prediction is appended to it (after the response
+    is computed; the response never waits on the write), and ``/feedback`` writes to it.
+    ``auth``: when given, every route but the health probes needs a bearer token with the
+    ``predict`` scope, checked with ``auth.verify_token``. ``on_close``: called when the
+    app shuts down, after the batchers drained and the log closed.
+    """
+    limits = limits or Limits()
+    telemetry = (
+        Telemetry(prediction_log.stats if prediction_log is not None else None) if metrics else None
+    )
+    server = _Server(
+        models,
+        prediction_log=prediction_log,
+        limits=limits,
+        telemetry=telemetry,
+        on_close=on_close,
+    )
+    router = Router(routes=[*_oip_routes(server), *_gyre_routes(server)], lifespan=server.lifespan)
+    return Front(
+        router,
+        telemetry=telemetry,
+        gate=TokenGate(auth, ttl=token_ttl) if auth is not None else None,
+        max_body=limits.max_request_bytes,
+        max_upload=limits.max_upload_bytes,
+        max_inflight=limits.max_inflight,
+        access_log=access_log,
+    )

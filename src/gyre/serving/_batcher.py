@@ -1,0 +1,222 @@
+"""Adaptive micro-batching: concurrent requests for one model share one predict call.
+
+A predict call costs about the same for 1 row as for 64 (the per-call overhead of
+validation, DataFrame building and the library dominates), so under concurrency the server
+answers far more requests per second by coalescing them. The policy:
+
+* Requests wait in a bounded FIFO queue (``max_queue_rows``); past it a request is refused
+  at once with :class:`~gyre.serving._errors.Overloaded` (429 + ``Retry-After``), so memory
+  stays bounded and clients back off instead of timing out.
+* One predict call runs at a time, in the model's own thread, so the event loop keeps
+  accepting and validating requests meanwhile. When it returns, everything that queued up
+  in the meantime (up to ``max_batch_size`` rows) forms the next batch, at once: under load
+  batches grow by themselves, without any added wait.
+* When the predictor is idle, a new batch waits for more requests only if more are on
+  their way (announced by a handler that is still reading or validating its body, see
+  :meth:`MicroBatcher.announce`), and never longer than ``max_latency_ms`` after its first
+  request arrived. A lone request (concurrency 1) is therefore dispatched immediately: it
+  never pays the batching delay.
+
+A request larger than ``max_batch_size`` rows is never split: it forms a batch of its own.
+Failure isolation (one request's failure must not fail its batch mates) is the job of the
+``run_batch`` function the owner supplies; the batcher delivers per-job outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from gyre.serving._errors import Overloaded
+
+__all__ = ["Job", "MicroBatcher"]
+
+logger = logging.getLogger("gyre.serving")
+
+P = TypeVar("P")
+
+
+@dataclass(slots=True, eq=False)
+class Job(Generic[P]):
+    """One request's validated input waiting for its share of a predict call."""
+
+    payload: P
+    rows: int
+    request_id: str
+    future: asyncio.Future[Any]
+    enqueued: float = 0.0
+    options: frozenset[str] = field(default_factory=frozenset)
+
+
+class MicroBatcher(Generic[P]):
+    """Coalesces submitted jobs into calls of ``run_batch`` (run in a dedicated thread).
+
+    ``run_batch(jobs)`` returns one outcome per job, in order: a result, or an exception
+    instance, which is raised to that job's submitter only.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[list[Job[P]]], Sequence[Any]],
+        *,
+        name: str,
+        max_batch_size: int = 64,
+        max_latency_ms: float = 2.0,
+        max_queue_rows: int = 4096,
+        on_batch: Callable[[int], None] | None = None,
+        on_queue: Callable[[int], None] | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.name = name
+        self.max_batch_size = max_batch_size
+        self.max_latency = max(0.0, max_latency_ms) / 1000
+        self.max_queue_rows = max_queue_rows
+        self._run_batch = run_batch
+        self._on_batch = on_batch
+        self._on_queue = on_queue
+        self._queue: deque[Job[P]] = deque()
+        self._queued_rows = 0
+        self._announced = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"gyre-predict-{name}")
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the batching loop on the running event loop."""
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(
+            self._loop(), name=f"gyre-batcher-{self.name}"
+        )
+
+    async def stop(self) -> None:
+        """Finish every queued job, then stop the loop and the thread."""
+        self._closing = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the predict thread (between batches)."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- submitting ---------------------------------------------------------------------
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    @contextmanager
+    def announce(self) -> Iterator[None]:
+        """Tell the batcher a request is coming (held while its body is read and checked)."""
+        self._announced += 1
+        try:
+            yield
+        finally:
+            self._announced -= 1
+            if self._announced == 0 and self._wake is not None:
+                self._wake.set()  # a batch waiting for this request need not wait longer
+
+    def submit(
+        self, payload: P, rows: int, request_id: str, options: frozenset[str] = frozenset()
+    ) -> asyncio.Future[Any]:
+        """Queue a job; the future resolves to its outcome. Overloaded if the queue is full."""
+        if self._closing or self._task is None or self._wake is None:
+            raise RuntimeError(f"batcher {self.name!r} is not running")
+        if self._queue and self._queued_rows + rows > self.max_queue_rows:
+            raise Overloaded(
+                f"model {self.name!r} has {self._queued_rows} rows queued (limit "
+                f"{self.max_queue_rows}); request refused",
+                hint="retry after the Retry-After delay, or add workers",
+            )
+        loop = asyncio.get_running_loop()
+        job = Job(payload, rows, request_id, loop.create_future(), loop.time(), options)
+        self._queue.append(job)
+        self._queued_rows += rows
+        if self._on_queue is not None:
+            self._on_queue(self._queued_rows)
+        self._wake.set()
+        return job.future
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        wake = self._wake
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                if self._closing:
+                    return
+                wake.clear()
+                await wake.wait()
+            await self._gather(loop, wake)
+            batch = self._take()
+            if not batch:
+                continue
+            if self._on_batch is not None:
+                self._on_batch(sum(job.rows for job in batch))
+            try:
+                outcomes = await loop.run_in_executor(self._executor, self._run_batch, batch)
+            except BaseException as exc:  # run_batch should not raise; never leave jobs hanging
+                outcomes = [exc] * len(batch)
+                if not isinstance(exc, Exception):
+                    self._deliver(batch, outcomes)
+                    raise
+            self._deliver(batch, outcomes)
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
+        """Wait (bounded) for requests already on their way, if the batch has room."""
+        if self.max_latency <= 0 or self.max_batch_size == 1:
+            return
+        deadline = self._queue[0].enqueued + self.max_latency
+        while self._queued_rows < self.max_batch_size and self._announced > 0:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await wake.wait()
+            except TimeoutError:
+                return
+
+    def _take(self) -> list[Job[P]]:
+        batch: list[Job[P]] = []
+        rows = 0
+        while self._queue:
+            job = self._queue[0]
+            if job.future.done():  # its request timed out or went away while queued
+                self._queue.popleft()
+                self._queued_rows -= job.rows
+                continue
+            if batch and rows + job.rows > self.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_rows -= job.rows
+            batch.append(job)
+            rows += job.rows
+        if self._on_queue is not None:
+            self._on_queue(self._queued_rows)
+        return batch
+
+    @staticmethod
+    def _deliver(batch: list[Job[P]], outcomes: Sequence[Any]) -> None:
+        for job, outcome in zip(batch, outcomes, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                job.future.set_exception(outcome)
+            else:
+                job.future.set_result(outcome)

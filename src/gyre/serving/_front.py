@@ -1,0 +1,238 @@
+"""The outermost layer of the serving app, pure ASGI because every request crosses it.
+
+Per request it: takes ``X-Request-ID`` from the client (or makes one) and echoes it, with
+``X-Gyre-Model-Version`` once a handler has chosen the model; refuses work past
+``max_inflight`` concurrent requests (503 + ``Retry-After``); checks the bearer token when
+auth is on (health probes are open); enforces the body limit (413, at once when
+``Content-Length`` says so, else as soon as the bytes pass it; ``/batch`` uploads have
+their own, larger limit); turns a crash into a clean 500 naming only the request id; and
+writes one structured access-log line and the request metrics when the response is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.exceptions import HTTPException
+
+from gyre.errors import BackendUnavailable, GyreError, InvalidArgument, NotFound, PayloadTooLarge
+from gyre.serving._auth import TokenGate
+from gyre.serving._errors import ServingError, error_response_parts
+from gyre.serving._logging import ACCESS_LOGGER, request_context
+from gyre.serving._telemetry import Telemetry
+
+__all__ = ["CONTEXT_KEY", "Front", "RequestInfo"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONTEXT_KEY = "gyre.request"
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+logger = logging.getLogger("gyre.serving")
+access = logging.getLogger(ACCESS_LOGGER)
+
+
+class RequestInfo:
+    """What the front and the handler share about one request."""
+
+    __slots__ = ("endpoint", "model", "request_id", "rows", "started", "version")
+
+    def __init__(self, request_id: str, started: float) -> None:
+        self.request_id = request_id
+        self.started = started
+        self.model = ""
+        self.version = ""
+        self.endpoint = "other"
+        self.rows = 0
+
+    def bind(self, model: str, version: str, endpoint: str) -> None:
+        self.model, self.version, self.endpoint = model, version, endpoint
+        request_context.set((self.request_id, model, version))
+
+
+def _endpoint(path: str) -> str:
+    if path.endswith("/infer"):
+        return "infer"
+    if path.startswith("/predict/"):
+        return "predict"
+    if path.startswith("/batch/"):
+        return "batch"
+    if path.startswith("/feedback/"):
+        return "feedback"
+    if path.startswith("/v2/health"):
+        return "health"
+    if path.startswith("/v2"):
+        return "metadata"
+    if path == "/metrics":
+        return "metrics"
+    return "other"
+
+
+class Front:
+    """Wraps the routed app; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        telemetry: Telemetry | None,
+        gate: TokenGate | None,
+        max_body: int,
+        max_upload: int,
+        max_inflight: int,
+        access_log: bool = True,
+    ) -> None:
+        self.app = app
+        self.telemetry = telemetry
+        self.gate = gate
+        self.max_body = max_body
+        self.max_upload = max_upload
+        self.max_inflight = max_inflight
+        self.access_log = access_log
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = ""
+        authorization: str | None = None
+        declared: int | None = None
+        for key, value in scope["headers"]:
+            if key == b"x-request-id":
+                candidate = value.decode("latin-1")
+                if _VALID_ID.match(candidate):
+                    request_id = candidate
+            elif key == b"authorization":
+                authorization = value.decode("latin-1")
+            elif key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = None
+        if not request_id:
+            request_id = secrets.token_hex(8)
+        info = RequestInfo(request_id, started)
+        scope[CONTEXT_KEY] = info
+        scope.setdefault("app", self.app)  # the router then raises 404/405 for us to render
+        token = request_context.set((request_id, "", ""))
+        path: str = scope["path"]
+        info.endpoint = _endpoint(path)
+        status = 500
+        response_started = False
+
+        async def send_wrapped(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode()))
+                if info.version:
+                    headers.append((b"x-gyre-model-version", info.version.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        self.inflight += 1
+        if self.telemetry is not None:
+            self.telemetry.inflight(1)
+        try:
+            if self.inflight > self.max_inflight:
+                raise BackendUnavailable(
+                    f"the server is handling its limit of {self.max_inflight} requests",
+                    hint="retry after the Retry-After delay, or add workers",
+                )
+            if self.gate is not None and path not in OPEN_PATHS:
+                await self.gate.check(authorization)
+            limit = self.max_upload if info.endpoint == "batch" else self.max_body
+            if declared is not None and declared > limit:
+                raise PayloadTooLarge(
+                    f"request body of {declared} bytes is over the limit of {limit} bytes",
+                    hint="send fewer rows per request, or use POST /batch/{name} for files",
+                )
+            await self.app(scope, _limited(receive, limit), send_wrapped)
+        except (GyreError, ServingError) as err:
+            if not response_started:
+                await self._error(send_wrapped, err, path)
+            else:
+                logger.error("request %s failed after its response started: %s", request_id, err)
+        except HTTPException as exc:  # the router's own 404 / 405
+            target = f"{scope['method']} {path}"
+            routed: GyreError = (
+                NotFound(f"no such route: {target!r}", hint="see GET /v2 and the serving docs")
+                if exc.status_code == 404
+                else InvalidArgument(f"method not allowed: {target!r}")
+            )
+            if not response_started:
+                await self._error(send_wrapped, routed, path, status=exc.status_code)
+        except Exception:
+            logger.exception(
+                "internal error (request id %s) in %s %s", request_id, scope["method"], path
+            )
+            if not response_started:
+                crash = GyreError(f"internal error (request id {request_id})")
+                await self._error(send_wrapped, crash, path)
+        finally:
+            self.inflight -= 1
+            elapsed = time.perf_counter() - started
+            if self.telemetry is not None:
+                self.telemetry.inflight(-1)
+                self.telemetry.request_done(
+                    info.model, info.version, info.endpoint, status, elapsed
+                )
+            if self.access_log:
+                access.info(
+                    "%s %s %d",
+                    scope["method"],
+                    path,
+                    status,
+                    extra={
+                        "request_id": request_id,
+                        "method": scope["method"],
+                        "path": path,
+                        "status": status,
+                        "latency_ms": round(elapsed * 1000, 3),
+                        "model": info.model,
+                        "version": info.version,
+                        "rows": info.rows,
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
+            request_context.reset(token)
+
+    async def _error(
+        self, send: Send, err: GyreError | ServingError, path: str, *, status: int | None = None
+    ) -> None:
+        code, body, headers = error_response_parts(err, path, status=status)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def limited_receive() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(
+                    f"request body is over the limit of {limit} bytes",
+                    hint="send fewer rows per request, or use POST /batch/{name} for files",
+                )
+        return message
+
+    return limited_receive

@@ -1,0 +1,584 @@
+"""What the server serves: a slot per model name, pointing at the deployed version(s).
+
+* :class:`ServedModel`: a loaded model under a name and version (what ``create_app`` takes).
+* :class:`ModelSpec`: the same, not loaded yet (a local package folder); the app loads it
+  at start-up, once per worker process.
+* :class:`Deployment`: one served version at run time: the model, its micro-batcher and
+  predict thread, and the per-request validation and per-batch prediction.
+* :class:`ModelSlot`: the name → deployment mapping a request resolves *once*, at its
+  start. :meth:`ModelSlot.deploy` swaps the primary version atomically: requests already
+  holding the old deployment finish on it (its queue drains before it stops), new ones go
+  to the new one. Canary and shadow variants and reload-on-alias-move build on this: they
+  are more deployments in the slot and a routing choice in :meth:`ModelSlot.route`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gyre.errors import BackendUnavailable, GyreError, InvalidArgument, NotFound
+from gyre.models import ColumnSchema
+from gyre.serving._batcher import Job, MicroBatcher
+
+if TYPE_CHECKING:
+    from gyre.models import Model
+    from gyre.registry import Registry
+    from gyre.serving._telemetry import Telemetry
+
+__all__ = [
+    "Batching",
+    "Deployment",
+    "ModelSlot",
+    "ModelSpec",
+    "Prepared",
+    "ServedModel",
+    "resolve_model",
+]
+
+logger = logging.getLogger("gyre.serving")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+PROBA = "proba"
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """Micro-batching of one model: see :mod:`gyre.serving._batcher`.
+
+    ``max_batch_size=1`` turns coalescing off (every request is its own predict call).
+    """
+
+    max_batch_size: int = 64
+    max_latency_ms: float = 2.0
+    max_queue_rows: int = 4096
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidArgument(
+            f"model name {name!r} cannot be served",
+            hint="use letters, digits, '_', '.' and '-' (it appears in URLs)",
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A loaded model served as ``name`` at ``version``.
+
+    >>> from gyre.models import load_model
+    >>> ServedModel("churn", "3", load_model("churn-model"))  # doctest: +SKIP
+    """
+
+    name: str
+    version: str
+    model: Model
+    source: str = ""
+    batching: Batching = field(default_factory=Batching)
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """A model package folder to load at start-up as ``name`` at ``version``."""
+
+    name: str
+    version: str
+    path: str
+    source: str = ""
+    batching: Batching = field(default_factory=Batching)
+
+    def load(self) -> ServedModel:
+        from gyre.models import load_model
+
+        return ServedModel(
+            self.name, self.version, load_model(self.path), self.source, self.batching
+        )
+
+
+def _package_digest(path: Path) -> str:
+    from gyre.models._manifest import MANIFEST_FILE
+
+    manifest = path / MANIFEST_FILE
+    if not manifest.is_file():
+        raise NotFound(
+            f"no model package at {str(path)!r} ({MANIFEST_FILE} not found)",
+            hint="serve a models:/, runs:/ URI or a folder save_model wrote",
+        )
+    # The manifest records every file's sha256, so its own digest names the exact package.
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:12]
+
+
+def resolve_model(
+    uri: str, *, name: str | None = None, registry: Registry | None = None
+) -> ModelSpec:
+    """Where ``uri`` is on this machine, and the name and version to serve it as.
+
+    ``models:/churn@champion`` is served as ``churn`` at the version the alias points to;
+    ``runs:/<id>/model`` and a local folder as the folder's name, at a version made of the
+    package's digest (12 hex characters), so identical bytes get the same version.
+    """
+    from gyre.registry import Registry, parse_model_uri
+
+    ref = parse_model_uri(uri)
+    reg = registry or Registry()
+    if ref.kind == "registry":
+        mv = reg.resolve_version(ref)
+        path = reg.download(mv.source)
+        return ModelSpec(check_name(name or mv.name), str(mv.version), str(path), uri)
+    path = reg.download(uri)
+    default = (ref.artifact_path or "").rstrip("/").rsplit("/", 1)[-1] or Path(path).name
+    if ref.kind == "path":
+        default = Path(ref.path or path).resolve().name
+    return ModelSpec(check_name(name or default), _package_digest(Path(path)), str(path), uri)
+
+
+# -- run time ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request's input, ready to batch.
+
+    Either checked against the signature already (``raw_key`` None), or only checked for
+    shape (``raw_key`` says which other raw inputs it merges with exactly): the batch is
+    then validated once, as a whole, and member by member only if that fails.
+    """
+
+    data: Any
+    rows: int
+    mergeable: bool = True
+    raw_key: tuple[Any, ...] | None = None
+
+
+Outputs = dict[str, NDArray[Any]]
+
+
+class Retired(Exception):
+    """The deployment a request resolved was swapped out before the request was queued."""
+
+
+def _rows_of(value: Any) -> int:
+    shape = getattr(value, "shape", None)
+    if shape:
+        return int(shape[0])
+    try:
+        return len(value)
+    except TypeError:
+        return 1
+
+
+def _merge(parts: Sequence[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, np.ndarray):
+        return np.concatenate(parts)
+    if isinstance(first, list):
+        return [item for part in parts for item in part]
+    return {
+        key: (
+            [v for p in parts for v in p[key]]
+            if isinstance(first[key], list)
+            else np.concatenate([p[key] for p in parts])
+        )
+        for key in first
+    }
+
+
+def _raw_key(data: Any) -> tuple[tuple[Any, ...] | None, int]:
+    """How ``data`` merges with other unchecked inputs, and its rows (None: it does not).
+
+    Inputs merge only with inputs of the same structure (dtype and trailing shape of an
+    array, the key set of records, names and kinds of columns), so that checking the
+    merged batch accepts and rejects exactly what checking each input alone would.
+    """
+    if isinstance(data, np.ndarray):
+        if data.ndim >= 1 and data.shape[0] > 0 and data.dtype.kind in "biufO":
+            return ("array", data.dtype.str, data.shape[1:]), int(data.shape[0])
+        return None, 0
+    if isinstance(data, list):
+        if not data:
+            return None, 0
+        if all(isinstance(r, dict) for r in data):
+            keys: set[str] = set()
+            for record in data:
+                keys.update(record)
+            return ("records", frozenset(keys)), len(data)
+        return None, 0
+    if isinstance(data, dict) and data:
+        kinds = []
+        length = -1
+        for name, value in data.items():
+            if isinstance(value, list):
+                kind: Any = "list"
+                n = len(value)
+            elif isinstance(value, np.ndarray) and value.ndim >= 1:
+                kind = (value.dtype.str, value.shape[1:])
+                n = value.shape[0]
+            else:
+                return None, 0
+            if n == 0 or length not in (-1, n):
+                return None, 0
+            length = n
+            kinds.append((name, kind))
+        return ("columns", tuple(sorted(kinds))), length
+    return None, 0
+
+
+def _shape_key(data: Any) -> Any:
+    if isinstance(data, np.ndarray):
+        return (data.dtype.str, data.shape[1:])
+    if isinstance(data, dict):
+        return tuple(sorted(data))
+    return id(data)  # never merged
+
+
+def _named(value: Any) -> Outputs:
+    if isinstance(value, dict):
+        return {str(k): np.asarray(v) for k, v in value.items()}
+    to_numpy = getattr(value, "to_numpy", None)  # a pandas Series or DataFrame
+    if callable(to_numpy):
+        return {"predict": np.asarray(to_numpy())}
+    return {"predict": np.asarray(value)}
+
+
+def _split(outputs: Outputs, rows: Sequence[int]) -> list[Outputs]:
+    total = sum(rows)
+    for name, arr in outputs.items():
+        if arr.ndim == 0 or arr.shape[0] != total:
+            raise ValueError(
+                f"output {name!r} has shape {arr.shape}, not one row per input row ({total})"
+            )
+    out: list[Outputs] = []
+    start = 0
+    for n in rows:
+        out.append({name: arr[start : start + n] for name, arr in outputs.items()})
+        start += n
+    return out
+
+
+class Deployment:
+    """One version of a model being served: validation, batching, prediction."""
+
+    def __init__(self, served: ServedModel, telemetry: Telemetry | None = None) -> None:
+        self.name = served.name
+        self.version = served.version
+        self.model = served.model
+        self.source = served.source
+        self.signature = served.model.signature
+        task = served.model.task
+        self.classes: list[Any] | None = list(task.classes) if task.classes is not None else None
+        self.has_proba = bool(task.has_predict_proba)
+        inputs = self.signature.inputs if self.signature is not None else None
+        self.column_names: list[str] | None = (
+            [c.name for c in inputs.columns] if isinstance(inputs, ColumnSchema) else None
+        )
+        self._required = frozenset(
+            c.name for c in inputs.columns if not c.optional
+        ) if isinstance(inputs, ColumnSchema) else frozenset()  # fmt: skip
+        batching = served.batching
+        if self.signature is None:  # unchecked input cannot be merged safely
+            batching = Batching(1, 0.0, batching.max_queue_rows)
+        self._telemetry = telemetry
+        self.batcher: MicroBatcher[Prepared] = MicroBatcher(
+            self._run_batch,
+            name=f"{self.name}-{self.version}",
+            max_batch_size=batching.max_batch_size,
+            max_latency_ms=batching.max_latency_ms,
+            max_queue_rows=batching.max_queue_rows,
+            on_batch=self._observe_batch,
+            on_queue=self._observe_queue,
+        )
+        self.output_shapes: dict[str, tuple[str, list[int]]] = {}
+        self.ready = False
+        self.retired = False
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.name!r}, version={self.version!r})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.batcher.start()
+        await self.batcher.call(self._warm_up)
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.retired = True
+        self.ready = False
+        await self.batcher.stop()
+
+    def _warm_up(self) -> None:
+        """Predict the saved input example once: loads lazy state, learns output shapes."""
+        try:
+            example = self.model.input_example
+            if example is None:
+                return
+            outputs = _named(self.model.predict(example))
+        except Exception:
+            logger.warning(
+                "model %r version %s failed to predict its own input example",
+                self.name,
+                self.version,
+                exc_info=True,
+            )
+            return
+        from gyre.serving._oip import datatype_of, output_array
+
+        for key, arr in outputs.items():
+            arr = output_array(arr)
+            self.output_shapes[key] = (datatype_of(arr.dtype), [-1, *arr.shape[1:]])
+
+    # -- per request --------------------------------------------------------------------
+
+    def admit(self, data: Any) -> Prepared:
+        """``data`` as a batch member: only shape-checked when it can be validated with its
+        batch (see :class:`Prepared`), fully checked now otherwise (SchemaMismatch)."""
+        if self.signature is not None and self.batcher.max_batch_size > 1:
+            key, rows = _raw_key(data)
+            if key is not None and self._plausible(key):
+                return Prepared(data, rows, raw_key=key)
+        return self.prepare(data)
+
+    def _plausible(self, key: tuple[Any, ...]) -> bool:
+        """Cheap structural checks, so an obviously wrong input never joins a batch."""
+        if self.column_names is None:
+            return True
+        if key[0] == "array":
+            return len(key[2]) == 1 and key[2][0] == len(self.column_names)
+        names = key[1] if key[0] == "records" else {name for name, _ in key[1]}
+        return self._required <= names
+
+    def prepare(self, data: Any) -> Prepared:
+        """``data`` checked against the signature (SchemaMismatch naming column and row)."""
+        if self.signature is None:
+            return Prepared(data, _rows_of(data), mergeable=False)
+        conformed = self.signature.conform(data)
+        if isinstance(conformed, np.ndarray):
+            return Prepared(conformed, int(conformed.shape[0]))
+        if isinstance(conformed, dict):
+            rows = {int(arr.shape[0]) for arr in conformed.values()}
+            if len(rows) != 1:
+                raise InvalidArgument(
+                    f"input tensors have different numbers of rows: "
+                    f"{ {k: int(v.shape[0]) for k, v in conformed.items()} }",
+                    hint="send the same number of rows in every input",
+                )
+            return Prepared(conformed, rows.pop())
+        return Prepared(conformed.columns, conformed.n_rows)
+
+    async def predict(self, prepared: Prepared, request_id: str, *, proba: bool) -> Outputs:
+        """Queue ``prepared`` for the next batch and wait for its outputs."""
+        if self.retired:
+            raise Retired
+        options = frozenset({PROBA}) if proba else frozenset()
+        future = self.batcher.submit(prepared, prepared.rows, request_id, options)
+        result: Outputs = await future
+        return result
+
+    # -- per batch (predict thread) -----------------------------------------------------
+
+    def _predict(self, data: Any, proba: bool) -> Outputs:
+        outputs = _named(self.model.predict(data))
+        if proba:
+            outputs["predict_proba"] = np.asarray(self.model.predict_proba(data))
+        return outputs
+
+    def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
+        try:
+            return self._predict(job.payload.data, PROBA in job.options)
+        except InvalidArgument as exc:
+            if job.payload.raw_key is not None and self.signature is not None:
+                try:  # was it the input (a 400 for this request) or the model?
+                    self.signature.conform(job.payload.data)
+                except InvalidArgument as invalid:
+                    return invalid
+            return self._failed(job, exc)
+        except Exception as exc:
+            return self._failed(job, exc)
+
+    def _failed(self, job: Job[Prepared], exc: Exception) -> GyreError:
+        logger.error(
+            "predict failed for request %s (model %r version %s)",
+            job.request_id,
+            self.name,
+            self.version,
+            exc_info=exc,
+            extra={"request_id": job.request_id, "model": self.name, "version": self.version},
+        )
+        return GyreError(
+            f"model {self.name!r} version {self.version} failed on request "
+            f"{job.request_id} ({type(exc).__name__})",
+            hint="the server log has the details under this request id",
+        )
+
+    def _run_batch(self, jobs: list[Job[Prepared]]) -> list[Outputs | GyreError]:
+        """One predict call per group of exactly mergeable jobs; failures isolated."""
+        outcomes: list[Outputs | GyreError | None] = [None] * len(jobs)
+        groups: dict[Any, list[int]] = {}
+        for i, job in enumerate(jobs):
+            key = job.payload.raw_key
+            if key is None:
+                key = ("checked", type(job.payload.data).__name__, _shape_key(job.payload.data))
+            groups.setdefault(key, []).append(i)
+        for key, members in groups.items():
+            self._run_group([jobs[i] for i in members], raw=key[0] != "checked", into=outcomes,
+                            at=members)  # fmt: skip
+        return [o if o is not None else GyreError("no outcome") for o in outcomes]
+
+    def _run_group(
+        self,
+        jobs: list[Job[Prepared]],
+        *,
+        raw: bool,
+        into: list[Outputs | GyreError | None],
+        at: list[int],
+    ) -> None:
+        if len(jobs) == 1:
+            into[at[0]] = self._run_one(jobs[0])
+            return
+        proba = any(PROBA in job.options for job in jobs)
+        try:
+            merged = _merge([job.payload.data for job in jobs])
+            outputs = self._predict(merged, proba)
+            for i, part in zip(at, _split(outputs, [job.rows for job in jobs]), strict=True):
+                into[i] = part
+            return
+        except InvalidArgument:
+            if not raw:
+                pass  # checked input: the model raised it; isolate below
+            else:
+                self._check_members(jobs, into, at)
+                return
+        except Exception:
+            pass
+        # Someone in the group broke the call: find out who, so only they fail.
+        logger.warning(
+            "a batch of %d requests failed; predicting them one by one",
+            len(jobs),
+            extra={"model": self.name, "version": self.version},
+        )
+        for i, job in zip(at, jobs, strict=True):
+            into[i] = self._run_one(job)
+
+    def _check_members(
+        self, jobs: list[Job[Prepared]], into: list[Outputs | GyreError | None], at: list[int]
+    ) -> None:
+        """The merged batch failed validation: check each member, predict the good ones."""
+        good: list[Job[Prepared]] = []
+        good_at: list[int] = []
+        for i, job in zip(at, jobs, strict=True):
+            try:
+                checked = self.prepare(job.payload.data)
+            except InvalidArgument as invalid:
+                into[i] = invalid
+                continue
+            good.append(Job(checked, job.rows, job.request_id, job.future, job.enqueued,
+                            job.options))  # fmt: skip
+            good_at.append(i)
+        if good:
+            self._run_group(good, raw=False, into=into, at=good_at)
+
+    def _observe_batch(self, rows: int) -> None:
+        if self._telemetry is not None:
+            self._telemetry.batch(self.name, self.version, rows)
+
+    def _observe_queue(self, rows: int) -> None:
+        if self._telemetry is not None:
+            self._telemetry.queue(self.name, self.version, rows)
+
+    # -- metadata -----------------------------------------------------------------------
+
+    def output_metadata(self) -> list[dict[str, Any]]:
+        from gyre.serving._oip import datatype_of
+
+        outputs: list[dict[str, Any]] = []
+        if self.output_shapes:
+            for key, (datatype, shape) in self.output_shapes.items():
+                outputs.append({"name": key, "datatype": datatype, "shape": shape})
+        else:
+            datatype = "FP64"
+            if self.classes:
+                datatype = datatype_of(np.asarray(self.classes).dtype)
+            outputs.append({"name": "predict", "datatype": datatype, "shape": [-1]})
+        if self.has_proba:
+            proba: dict[str, Any] = {
+                "name": "predict_proba",
+                "datatype": "FP64",
+                "shape": [-1, len(self.classes) if self.classes else -1],
+            }
+            if self.classes:
+                proba["parameters"] = {"classes": self.classes}
+            outputs.append(proba)
+        return outputs
+
+
+class ModelSlot:
+    """The deployments served under one name; requests resolve through :meth:`route`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._primary: Deployment | None = None
+        self._versions: dict[str, Deployment] = {}
+
+    @property
+    def primary(self) -> Deployment | None:
+        return self._primary
+
+    @property
+    def versions(self) -> list[str]:
+        return list(self._versions)
+
+    @property
+    def ready(self) -> bool:
+        return self._primary is not None and self._primary.ready
+
+    def route(self, version: str | None = None) -> Deployment:
+        """The deployment answering a request (for ``version``, if it names one)."""
+        if version is None:
+            chosen = self._primary
+            if chosen is None:
+                raise BackendUnavailable(
+                    f"model {self.name!r} is not loaded yet", hint="retry in a moment"
+                )
+        else:
+            found = self._versions.get(version)
+            if found is None:
+                raise NotFound(
+                    f"model {self.name!r} has no version {version!r} served here",
+                    hint=f"served versions: {', '.join(self._versions) or 'none'}",
+                )
+            chosen = found
+        if not chosen.ready:
+            raise BackendUnavailable(
+                f"model {self.name!r} version {chosen.version} is not ready",
+                hint="retry in a moment",
+            )
+        return chosen
+
+    async def deploy(self, deployment: Deployment) -> Deployment | None:
+        """Start ``deployment`` and make it the primary; the old primary drains and stops."""
+        await deployment.start()
+        old = self._primary
+        self._versions[deployment.version] = deployment
+        self._primary = deployment  # one assignment: the swap is atomic for new requests
+        if old is not None and old is not deployment:
+            if self._versions.get(old.version) is old:
+                del self._versions[old.version]
+            await old.stop()
+        return old
+
+    async def close(self) -> None:
+        deployments, self._versions, self._primary = list(self._versions.values()), {}, None
+        await asyncio.gather(*(d.stop() for d in deployments))

@@ -1,0 +1,170 @@
+"""Prometheus metrics of the prediction server.
+
+Series (labels in brackets)::
+
+    gyre_serving_requests_total{model,version,endpoint,status}   every answered request
+    gyre_serving_errors_total{model,version,endpoint,status}     those answered >= 400
+    gyre_serving_request_seconds{model,version,endpoint}         latency histogram
+    gyre_serving_batch_rows{model,version}                       rows per predict call
+    gyre_serving_queue_rows{model,version}                       rows waiting to be batched
+    gyre_serving_inflight_requests                               requests being handled
+    gyre_serving_rows_total{model,version,endpoint}              rows scored
+    gyre_prediction_log{stat,pid}                                numbers from PredictionLog.stats()
+
+``model`` is empty for requests that named no served model, so unknown names cannot blow
+up the label set. With ``PROMETHEUS_MULTIPROC_DIR`` set (``gyre serve --workers N`` sets it
+to a fresh folder), counters and histograms are summed over all workers; the two gauges
+are summed over live workers, and ``gyre_prediction_log`` reports the worker that answered
+the scrape (its ``pid`` label says which).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "Telemetry"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+)  # fmt: skip
+_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class _LogStats(Collector):
+    """Reads ``stats()`` of the prediction log at scrape time."""
+
+    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "gyre_prediction_log",
+            "Prediction log spool statistics (PredictionLog.stats()), per worker.",
+            labels=["stat", "pid"],
+        )
+        try:
+            stats = self._stats()
+        except Exception:  # a scrape must not fail because the log could not answer
+            stats = {}
+        pid = str(os.getpid())
+        for key, value in stats.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            family.add_metric([re.sub(r"[^a-zA-Z0-9_]", "_", str(key)), pid], float(value))
+        yield family
+
+
+class Telemetry:
+    """The app's metrics; children are cached so the hot path skips ``labels()``."""
+
+    def __init__(self, log_stats: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self._requests = Counter(
+            "gyre_serving_requests",
+            "Requests answered.",
+            ["model", "version", "endpoint", "status"],
+            registry=reg,
+        )
+        self._errors = Counter(
+            "gyre_serving_errors",
+            "Requests answered with a status >= 400.",
+            ["model", "version", "endpoint", "status"],
+            registry=reg,
+        )
+        self._latency = Histogram(
+            "gyre_serving_request_seconds",
+            "Time from receiving a request to its last response byte.",
+            ["model", "version", "endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._batch_rows = Histogram(
+            "gyre_serving_batch_rows",
+            "Rows in each predict call (micro-batches of coalesced requests).",
+            ["model", "version"],
+            buckets=_ROW_BUCKETS,
+            registry=reg,
+        )
+        self._queue_rows = Gauge(
+            "gyre_serving_queue_rows",
+            "Rows waiting for a predict call.",
+            ["model", "version"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._inflight = Gauge(
+            "gyre_serving_inflight_requests",
+            "Requests being handled.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self._rows = Counter(
+            "gyre_serving_rows",
+            "Rows scored.",
+            ["model", "version", "endpoint"],
+            registry=reg,
+        )
+        self._log_stats = _LogStats(log_stats) if log_stats is not None else None
+        if self._log_stats is not None:
+            reg.register(self._log_stats)
+        self._cache: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (str(id(metric)), *labels)
+        child = self._cache.get(key)
+        if child is None:
+            child = self._cache[key] = metric.labels(*labels)
+        return child
+
+    def request_done(
+        self, model: str, version: str, endpoint: str, status: int, seconds: float
+    ) -> None:
+        code = str(status)
+        self._child(self._requests, model, version, endpoint, code).inc()
+        if status >= 400:
+            self._child(self._errors, model, version, endpoint, code).inc()
+        self._child(self._latency, model, version, endpoint).observe(seconds)
+
+    def rows_scored(self, model: str, version: str, endpoint: str, rows: int) -> None:
+        self._child(self._rows, model, version, endpoint).inc(rows)
+
+    def batch(self, model: str, version: str, rows: int) -> None:
+        self._child(self._batch_rows, model, version).observe(rows)
+
+    def queue(self, model: str, version: str, rows: int) -> None:
+        self._child(self._queue_rows, model, version).set(rows)
+
+    def inflight(self, delta: int) -> None:
+        self._inflight.inc(delta)
+
+    def render(self) -> bytes:
+        """The exposition text: this process's series, or every worker's in multiprocess mode."""
+        if not os.environ.get(MULTIPROC_ENV):
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        if self._log_stats is not None:
+            registry.register(self._log_stats)
+        return generate_latest(registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drop this worker's live gauges from the shared folder (multiprocess mode)."""
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -1,0 +1,352 @@
+"""Score a file in chunks with bounded memory: what ``gyre predict`` and ``POST /batch`` run.
+
+CSV, JSON Lines and Parquet, read ``batch_size`` rows at a time (pandas chunked readers for
+CSV and JSON Lines, pyarrow's record-batch reader for Parquet), scored, and written out in
+the same format as they go, so memory holds one chunk, never the file. The output is the
+input's columns plus ``prediction`` (``prediction_<i>`` / ``prediction_<key>`` for a model
+returning several values per row) and, with ``proba=True``, one ``proba_<class>`` column per
+class. A Parquet output gets one row group per chunk and keeps the input's column types.
+
+>>> from gyre.models import load_model
+>>> stats = score_file(load_model("churn-model"), "in.parquet", "out.parquet")  # doctest: +SKIP
+>>> stats.rows, round(stats.rows_per_second)  # doctest: +SKIP
+(250000, 180000)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+import numpy as np
+
+from gyre.errors import GyreError, InvalidArgument
+from gyre.serving import _json
+
+if TYPE_CHECKING:
+    from gyre.models import Model
+
+__all__ = [
+    "CONTENT_TYPES",
+    "BatchStats",
+    "Format",
+    "format_for_content_type",
+    "format_for_path",
+    "score_chunks",
+    "score_file",
+]
+
+Format = Literal["csv", "jsonl", "parquet"]
+FORMATS: tuple[Format, ...] = ("csv", "jsonl", "parquet")
+
+CONTENT_TYPES: dict[Format, str] = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+_TYPE_ALIASES: dict[str, Format] = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/jsonlines": "jsonl",
+    "application/json-lines": "jsonl",
+    "application/vnd.apache.parquet": "parquet",
+    "application/x-parquet": "parquet",
+    "application/parquet": "parquet",
+}
+_SUFFIXES: dict[str, Format] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+def format_for_path(path: str | os.PathLike[str]) -> Format:
+    """The format a file name's suffix names (``.csv``, ``.jsonl``/``.ndjson``, ``.parquet``)."""
+    suffix = Path(path).suffix.lower()
+    found = _SUFFIXES.get(suffix)
+    if found is None:
+        raise InvalidArgument(
+            f"cannot tell the format of {str(path)!r} from its suffix {suffix!r}",
+            hint="name it .csv, .jsonl (or .ndjson) or .parquet",
+        )
+    return found
+
+
+def format_for_content_type(content_type: str | None) -> Format | None:
+    """The format a Content-Type names, or None."""
+    if not content_type:
+        return None
+    return _TYPE_ALIASES.get(content_type.split(";", 1)[0].strip().lower())
+
+
+def check_format(name: str) -> Format:
+    lowered = name.lower()
+    for fmt in FORMATS:
+        if lowered == fmt:
+            return fmt
+    raise InvalidArgument(
+        f"format {name!r} is not supported", hint=f"use one of: {', '.join(FORMATS)}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    rows: int
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _string_columns(model: Model) -> dict[str, str]:
+    from gyre.models import ColumnSchema
+
+    signature = model.signature
+    if signature is None or not isinstance(signature.inputs, ColumnSchema):
+        return {}
+    # Read string columns as objects: a chunk whose values are all missing would
+    # otherwise arrive as floats and fail the signature's string check.
+    return {c.name: "object" for c in signature.inputs.columns if c.dtype in ("string", "object")}
+
+
+def _read_chunks(
+    source: str | os.PathLike[str] | BinaryIO, fmt: Format, batch_size: int, model: Model
+) -> Iterator[Any]:
+    """Chunks of at most ``batch_size`` rows: DataFrames, or pyarrow record batches."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        # pre_buffer (pyarrow's default) would keep every column chunk read so far.
+        with pq.ParquetFile(source, pre_buffer=False, buffer_size=1 << 20) as parquet:
+            yield from parquet.iter_batches(batch_size=batch_size, use_threads=False)
+        return
+    import pandas as pd
+
+    dtypes = _string_columns(model)
+    if fmt == "csv":
+        with pd.read_csv(source, chunksize=batch_size, dtype=dtypes or None) as reader:
+            yield from reader
+    else:
+        with pd.read_json(
+            source, lines=True, chunksize=batch_size, dtype=dtypes or True, precise_float=True
+        ) as json_reader:
+            yield from json_reader
+
+
+def _readable(chunks: Iterator[Any], fmt: Format) -> Iterator[Any]:
+    """``chunks``, with the reader's own errors turned into one clear InvalidArgument."""
+    while True:
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        except GyreError:
+            raise
+        except Exception as exc:  # pandas / pyarrow: whatever the bytes made them raise
+            raise InvalidArgument(
+                f"cannot read the input as {fmt}: {type(exc).__name__}: {exc}",
+                hint=f"send a valid {fmt} file, or name its format with ?format= / the suffix",
+            ) from None
+        yield chunk
+
+
+# -- scoring -----------------------------------------------------------------------------
+
+
+def _prediction_columns(model: Model, frame: Any, proba: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    result = model.predict(frame)
+    values = result if isinstance(result, dict) else {"": result}
+    for key, value in values.items():
+        arr = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value)
+        base = f"prediction_{key}" if key else "prediction"
+        if arr.ndim <= 1:
+            out[base] = arr
+        else:
+            flat = arr.reshape(arr.shape[0], -1)
+            for j in range(flat.shape[1]):
+                out[f"{base}_{j}"] = flat[:, j]
+    if proba:
+        probabilities = np.asarray(model.predict_proba(frame))
+        classes = model.task.classes or list(range(probabilities.shape[1]))
+        for j, label in enumerate(classes):
+            out[f"proba_{label}"] = probabilities[:, j]
+    return out
+
+
+def score_chunks(
+    model: Model,
+    source: str | os.PathLike[str] | BinaryIO,
+    fmt: Format,
+    *,
+    batch_size: int = 10_000,
+    proba: bool = False,
+    out_format: Format | None = None,
+) -> Generator[tuple[int, bytes], None, None]:
+    """``(rows, encoded output bytes)`` per chunk, then ``(0, trailer)`` at the end.
+
+    Joined, the bytes are the complete output file (in ``out_format``, default ``fmt``).
+    """
+    if batch_size < 1:
+        raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
+    writer = _Writer(out_format or fmt)
+    for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt):
+        if fmt == "parquet":
+            frame = chunk.to_pandas()
+            rows = chunk.num_rows
+        else:
+            frame, rows = chunk, len(chunk)
+        if rows == 0:
+            continue
+        columns = _prediction_columns(model, frame, proba)
+        yield rows, writer.write(chunk, frame, columns)
+    yield 0, writer.close()
+
+
+def score_file(
+    model: Model,
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    batch_size: int = 10_000,
+    proba: bool = False,
+    in_format: Format | None = None,
+    out_format: Format | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> BatchStats:
+    """Score ``source`` into ``output`` chunk by chunk; formats default to the suffixes.
+
+    ``progress(rows)`` is called after each chunk with the rows it held. The output is
+    written to a temporary name beside ``output`` and renamed when complete.
+    """
+    fmt_in = in_format or format_for_path(source)
+    fmt_out = out_format or format_for_path(output)
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+    started = time.perf_counter()
+    total = 0
+    try:
+        with partial.open("wb") as sink:
+            chunks = score_chunks(
+                model, source, fmt_in, batch_size=batch_size, proba=proba, out_format=fmt_out
+            )
+            for rows, data in chunks:
+                sink.write(data)
+                total += rows
+                if progress is not None and rows:
+                    progress(rows)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return BatchStats(total, time.perf_counter() - started)
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+class _Drain:
+    """A write-only file that hands back what was written since the last :meth:`take`."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        raw = bytes(data)
+        self._parts.append(raw)
+        self._position += len(raw)
+        return len(raw)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class _Writer:
+    """Encodes scored chunks in one format, incrementally."""
+
+    def __init__(self, fmt: Format) -> None:
+        self.fmt = fmt
+        self._first = True
+        self._drain = _Drain()
+        self._parquet: Any = None
+        self._schema: Any = None
+
+    def write(self, chunk: Any, frame: Any, columns: dict[str, Any]) -> bytes:
+        if self.fmt == "parquet":
+            return self._write_parquet(chunk, frame, columns)
+        out = frame.assign(**columns) if columns else frame
+        first, self._first = self._first, False
+        if self.fmt == "csv":
+            text: str = out.to_csv(index=False, header=first)
+            return text.encode()
+        # Not DataFrame.to_json: it keeps at most 15 significant digits, which does not
+        # round-trip a float64; orjson writes the shortest exact representation.
+        return b"".join(_json.dumps(r) + b"\n" for r in out.to_dict(orient="records"))
+
+    def _write_parquet(self, chunk: Any, frame: Any, columns: dict[str, Any]) -> bytes:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if isinstance(chunk, pa.RecordBatch):
+            table = pa.Table.from_batches([chunk])
+        else:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        for name, values in columns.items():
+            array = pa.array(values.tolist() if values.dtype.kind == "O" else values)
+            if name in table.column_names:
+                table = table.drop_columns([name])
+            table = table.append_column(name, array)
+        if self._parquet is None:
+            self._schema = table.schema
+            self._parquet = pq.ParquetWriter(self._drain, self._schema)
+        elif table.schema != self._schema:
+            try:
+                table = table.cast(self._schema)
+            except (pa.ArrowInvalid, ValueError) as exc:
+                raise InvalidArgument(
+                    f"a chunk's columns differ in type from the first chunk's: {exc}",
+                    hint="give every column one type throughout the file",
+                ) from None
+        self._parquet.write_table(table)
+        return self._drain.take()
+
+    def close(self) -> bytes:
+        if self.fmt != "parquet":
+            return b""
+        if self._parquet is None:
+            # No rows at all: still a valid (empty) Parquet file.
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self._parquet = pq.ParquetWriter(self._drain, pa.schema([]))
+        self._parquet.close()
+        return self._drain.take()

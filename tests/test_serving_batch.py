@@ -1,0 +1,233 @@
+"""Batch scoring: ``gyre.serving.batch`` offline, ``POST /batch/{name}`` over HTTP (same bytes),
+and ``gyre predict`` with bounded memory."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from gyre.cli._serve_cmds import register
+from gyre.models import Model
+from gyre.serving import Limits, ServedModel
+from gyre.serving.batch import score_file
+from tests.test_serving_app import (
+    COLUMNS,
+    classifier,  # noqa: F401 - a fixture
+    classifier_data,
+    save_classifier,
+    serving,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+CONTENT_TYPES = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_frame(frame: Any, path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".jsonl":
+        from gyre.serving import _json
+
+        path.write_bytes(b"".join(_json.dumps(r) + b"\n" for r in frame.to_dict("records")))
+    else:
+        frame.to_parquet(path, index=False, row_group_size=1000)
+    return path
+
+
+def read_frame(data: bytes | Path, fmt: str) -> Any:
+    import pandas as pd
+
+    source: Any = io.BytesIO(data) if isinstance(data, bytes) else data
+    if fmt == "csv":
+        return pd.read_csv(source)
+    if fmt == "jsonl":
+        return pd.read_json(source, lines=True, precise_float=True)
+    return pd.read_parquet(source)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_score_file_in_chunks(classifier: Model, tmp_path: Path, fmt: str) -> None:  # noqa: F811
+    frame, _ = classifier_data(2500, seed=11)
+    source = write_frame(frame, tmp_path / f"in.{fmt}")
+    seen: list[int] = []
+    stats = score_file(
+        classifier,
+        source,
+        tmp_path / f"out.{fmt}",
+        batch_size=1000,
+        proba=True,
+        progress=seen.append,
+    )
+    assert stats.rows == 2500 and seen == [1000, 1000, 500]
+    out = read_frame(tmp_path / f"out.{fmt}", fmt)
+    assert list(out.columns) == [*COLUMNS, "prediction", "proba_0", "proba_1"]
+    assert out["prediction"].tolist() == classifier.predict(frame).tolist()
+    np.testing.assert_allclose(out[COLUMNS].to_numpy(), frame.to_numpy(), rtol=1e-14)
+    np.testing.assert_allclose(
+        out[["proba_0", "proba_1"]].to_numpy(), classifier.predict_proba(frame), rtol=1e-9
+    )
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_score_file_errors_name_the_problem(classifier: Model, tmp_path: Path) -> None:  # noqa: F811
+    from gyre.errors import InvalidArgument, SchemaMismatch
+
+    frame, _ = classifier_data(10)
+    source = write_frame(frame.drop(columns=["f4"]), tmp_path / "in.csv")
+    with pytest.raises(SchemaMismatch, match="column 'f4' is missing"):
+        score_file(classifier, source, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(InvalidArgument, match="cannot tell the format of 'in.xlsx'"):
+        score_file(classifier, "in.xlsx", tmp_path / "out.csv")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+async def test_batch_over_http_equals_offline(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+    fmt: str,
+) -> None:
+    frame, _ = classifier_data(1200, seed=12)
+    source = write_frame(frame, tmp_path / f"in.{fmt}")
+    score_file(classifier, source, tmp_path / f"offline.{fmt}", batch_size=500, proba=True)
+    offline = (tmp_path / f"offline.{fmt}").read_bytes()
+    async with serving([ServedModel("clf", "1", classifier)]) as client:
+        by_type = await client.post(
+            "/batch/clf?proba=true&batch_size=500",
+            content=source.read_bytes(),
+            headers={"Content-Type": CONTENT_TYPES[fmt]},
+        )
+        by_query = await client.post(
+            f"/batch/clf?format={fmt}&batch_size=500&proba=1",
+            content=source.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        metrics = (await client.get("/metrics")).text
+    assert by_type.status_code == 200, by_type.text
+    assert by_type.headers["content-type"].startswith(CONTENT_TYPES[fmt])
+    assert by_type.headers["x-gyre-model-version"] == "1"
+    assert by_type.content == offline == by_query.content
+    assert read_frame(by_type.content, fmt)["prediction"].tolist() == (
+        classifier.predict(frame).tolist()
+    )
+    assert 'gyre_serving_rows_total{endpoint="batch",model="clf",version="1"} 2400.0' in metrics
+
+
+@pytest.mark.anyio
+async def test_batch_over_http_errors(classifier: Model) -> None:  # noqa: F811
+    frame, _ = classifier_data(20)
+    good = frame.to_csv(index=False).encode()
+    bad = frame.drop(columns=["f2"]).to_csv(index=False).encode()
+    limits = Limits(max_upload_bytes=len(good) - 1)
+    async with serving([ServedModel("clf", "1", classifier)]) as client:
+        unknown = await client.post("/batch/clf", content=good, headers={"Content-Type": "x/y"})
+        missing = await client.post("/batch/clf?format=csv", content=bad)
+        junk = await client.post("/batch/clf?format=parquet", content=b"not parquet")
+        size = await client.post("/batch/clf?format=csv&batch_size=0", content=good)
+        fmt = await client.post("/batch/clf?format=xlsx", content=good)
+        ok = await client.post("/batch/clf?format=csv", content=good)
+    async with serving([ServedModel("clf", "1", classifier)], limits=limits) as client:
+        big = await client.post("/batch/clf?format=csv", content=good)
+    assert unknown.status_code == 400 and "Content-Type 'x/y'" in unknown.json()["message"]
+    assert missing.status_code == 400
+    assert missing.json()["message"] == "column 'f2' is missing"
+    assert junk.status_code == 400 and "cannot read the input as parquet" in junk.text
+    assert size.status_code == 400 and "batch_size must be between" in size.text
+    assert fmt.status_code == 400 and "format 'xlsx' is not supported" in fmt.text
+    assert ok.status_code == 200
+    assert big.status_code == 413
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def main() -> None:
+        """gyre (test shell)."""
+
+    return app
+
+
+def test_gyre_predict_reports_rows_per_second(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    frame, _ = classifier_data(3000, seed=13)
+    model_dir = save_classifier(tmp_path / "model")
+    source = write_frame(frame, tmp_path / "in.parquet")
+    result = CliRunner().invoke(
+        _cli(),
+        ["predict", str(model_dir), "-i", str(source), "-o", str(tmp_path / "out.jsonl"),
+         "--batch-size", "700"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "scored 3,000 rows in" in result.output and "rows/s" in result.output
+    out = read_frame(tmp_path / "out.jsonl", "jsonl")
+    assert out["prediction"].tolist() == classifier.predict(frame).tolist()
+
+
+def test_gyre_predict_memory_is_bounded_by_the_chunk(tmp_path: Path) -> None:
+    """Scoring a 6x larger file in the same process barely raises the peak RSS."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    for name, rows in (("small", 50_000), ("large", 300_000)):
+        table = pa.table({c: rng.normal(size=rows) for c in COLUMNS})
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=20_000)
+    model_dir = save_classifier(tmp_path / "model")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        from tests.test_serving_batch import _cli
+
+        def peak_mb():
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+
+        peaks = []
+        for name in ("small", "large"):
+            args = ["predict", {str(model_dir)!r}, "-i", {str(tmp_path)!r} + f"/{{name}}.parquet",
+                    "-o", {str(tmp_path)!r} + f"/{{name}}-out.parquet", "--batch-size", "10000"]
+            try:
+                _cli()(args)
+            except SystemExit as done:
+                assert done.code == 0, done.code
+            peaks.append(peak_mb())
+        print(json.dumps(peaks))
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    small_peak, large_peak = json.loads(done.stdout.strip().splitlines()[-1])
+    large_data_mb = 300_000 * len(COLUMNS) * 8 / 2**20  # 46 MB as float64
+    assert large_peak - small_peak < large_data_mb / 2, (small_peak, large_peak)
+    assert pq.ParquetFile(tmp_path / "large-out.parquet").metadata.num_rows == 300_000

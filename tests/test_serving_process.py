@@ -1,0 +1,262 @@
+"""The prediction server as a process: ``gyre serve`` in a subprocess (graceful shutdown with
+two workers), uvicorn in a thread for an off-the-shelf OIP client (tritonclient), and the
+command's auth rules."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from typer.testing import CliRunner
+
+from gyre.models import Model
+from gyre.serving import ServedModel, create_app
+from tests.test_serving_app import (
+    classifier,  # noqa: F401 - a fixture
+    classifier_data,
+    regressor,  # noqa: F401 - a fixture
+    save_classifier,
+    save_doubler,
+)
+from tests.test_serving_batch import _cli
+
+REPO = Path(__file__).resolve().parent.parent
+READY_SECONDS = 90.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, alive: Callable[[], bool], seconds: float = READY_SECONDS) -> None:
+    """Poll ``/v2/health/ready`` until 200; fail at the deadline or once not ``alive()``."""
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=2.0) as client:
+        while True:
+            try:
+                if client.get(f"{url}/v2/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if not alive():
+                raise RuntimeError(f"server for {url} exited before it became ready")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server at {url} not ready after {seconds} s")
+            time.sleep(0.05)  # poll interval, not synchronisation
+
+
+# -- a real `gyre serve` ------------------------------------------------------------------
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
+    model_dir = save_doubler(tmp_path / "slow", sleep=1.5)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GYRE_HOME": str(tmp_path / "home")}
+    command = [
+        sys.executable, "-c", "from tests.test_serving_batch import _cli; _cli()()",
+        "serve", f"slow={model_dir}", "--port", str(port), "--workers", "2", "--no-log",
+    ]  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(url, alive=lambda: server.poll() is None)
+        answers: list[httpx.Response] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(f"{url}/predict/slow", json=[{"x": 21.0}], timeout=30)
+            )
+        )
+        slow.start()
+        _wait_for_predict_call(url)
+        server.send_signal(signal.SIGTERM)
+        slow.join(timeout=30)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        log.close()
+    [answer] = answers
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == [42.0]
+    output = (tmp_path / "serve.log").read_text()
+    assert '"logger":"gyre.serving.access"' in output and '"path":"/predict/slow"' in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/v2/health/live", timeout=2)
+
+
+def _wait_for_predict_call(url: str, seconds: float = 30.0) -> None:
+    """Until the metrics (summed over both workers) show the slow predict call started."""
+    series = 'gyre_serving_batch_rows_count{model="slow"'
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        if any(line.startswith(series) and line.endswith(" 1.0") for line in metrics.splitlines()):
+            return
+        time.sleep(0.02)
+    raise TimeoutError("the slow request never reached the model")
+
+
+# -- an off-the-shelf OIP client ----------------------------------------------------------
+
+
+class _ServerThread:
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, port=self.port, log_config=None, access_log=False, lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> _ServerThread:
+        self.thread.start()
+        wait_ready(self.url, alive=self.thread.is_alive)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_models(classifier: Model, regressor: Model) -> Iterator[str]:  # noqa: F811
+    models = [ServedModel("clf", "3", classifier), ServedModel("reg", "1", regressor)]
+    with _ServerThread(create_app(models, access_log=False)) as server:
+        yield server.url
+
+
+def test_tritonclient_round_trip(live_models: str, classifier: Model, regressor: Model) -> None:  # noqa: F811
+    http = pytest.importorskip("tritonclient.http")
+    utils = pytest.importorskip("tritonclient.utils")
+    frame, _ = classifier_data(6, seed=21)
+    rows = frame.to_numpy()
+    client = http.InferenceServerClient(url=live_models.removeprefix("http://"))
+    try:
+        assert client.is_server_live() and client.is_server_ready()
+        assert client.is_model_ready("clf") and client.is_model_ready("clf", "3")
+        assert client.get_server_metadata()["name"] == "gyre"
+        meta = client.get_model_metadata("clf")
+        assert meta["inputs"][0]["shape"] == [-1, 20] and meta["versions"] == ["3"]
+
+        for binary in (True, False):
+            tensor = http.InferInput("input-0", list(rows.shape), "FP64")
+            tensor.set_data_from_numpy(rows, binary_data=binary)
+            outputs = [
+                http.InferRequestedOutput("predict", binary_data=binary),
+                http.InferRequestedOutput("predict_proba", binary_data=not binary),
+            ]
+            result = client.infer("clf", [tensor], outputs=outputs, request_id=f"t-{binary}")
+            assert result.get_response()["id"] == f"t-{binary}"
+            assert result.as_numpy("predict").tolist() == classifier.predict(frame).tolist()
+            np.testing.assert_allclose(
+                result.as_numpy("predict_proba"), classifier.predict_proba(frame), rtol=1e-12
+            )
+
+        # Defaults: binary input, no outputs named (so binary_data_output=true).
+        x = np.arange(12, dtype=np.float32).reshape(3, 4)
+        tensor = http.InferInput("input-0", [3, 4], "FP32")
+        tensor.set_data_from_numpy(x)
+        result = client.infer("reg", [tensor])
+        np.testing.assert_allclose(
+            result.as_numpy("predict"), regressor.predict(x.astype(np.float64)), rtol=1e-6
+        )
+
+        wrong = http.InferInput("input-0", [1, 3], "FP64")
+        wrong.set_data_from_numpy(np.zeros((1, 3)))
+        with pytest.raises(utils.InferenceServerException, match="expected 20 features, got 3"):
+            client.infer("clf", [wrong])
+        with pytest.raises(utils.InferenceServerException, match="not served here"):
+            client.get_model_metadata("nope")
+    finally:
+        client.close()
+
+
+# -- the command's rules ------------------------------------------------------------------
+
+
+def test_serve_refuses_non_loopback_without_auth(tmp_path: Path) -> None:
+    from gyre.errors import InvalidArgument
+
+    model_dir = save_classifier(tmp_path / "clf")
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--host", "0.0.0.0"])
+    assert isinstance(result.exception, InvalidArgument)
+    assert str(result.exception) == (
+        "refusing to listen on '0.0.0.0' without auth (create a token with `gyre tokens "
+        "create NAME --scope predict` and start again (auth is then on by default), or listen "
+        "on 127.0.0.1)"
+    )
+    unknown = CliRunner().invoke(_cli(), ["serve", "models:/nope@champion"])
+    assert "nope" in str(unknown.exception)
+
+
+@pytest.mark.anyio
+async def test_serve_with_a_token_turns_auth_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    classifier: Model,  # noqa: F811
+) -> None:
+    from gyre import config
+    from gyre.serving._entry import app_from_env
+    from gyre.store import open_store
+    from tests.test_serving_app import lifespan, records
+
+    store = open_store(config.get("GYRE_TRACKING_URI"))
+    try:
+        _, secret = store.create_token("svc", ["admin"])  # type: ignore[attr-defined]
+        _, reader = store.create_token("ro", ["read"])  # type: ignore[attr-defined]
+    finally:
+        store.close()
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
+        monkeypatch.delenv(name)
+    model_dir = save_classifier(tmp_path / "clf")
+    result = CliRunner().invoke(
+        _cli(), ["serve", f"churn={model_dir}", "--host", "0.0.0.0", "--workers", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    [call] = calls
+    assert call["app"] == "gyre.serving._entry:app_from_env" and call["factory"] is True
+    assert (call["workers"], call["loop"], call["http"]) == (3, "uvloop", "httptools")
+    assert "auth on, 3 workers" in result.output
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # removed again after the run
+
+    app = app_from_env()
+    row = records(classifier_data(1)[0])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://s") as client, lifespan(app):
+        anonymous = await client.post("/predict/churn", json=row)
+        forbidden = await client.post(
+            "/predict/churn", json=row, headers={"Authorization": f"Bearer {reader}"}
+        )
+        allowed = await client.post(
+            "/predict/churn", json=row, headers={"Authorization": f"Bearer {secret}"}
+        )
+    assert anonymous.status_code == 401 and forbidden.status_code == 403
+    assert allowed.status_code == 200
+    assert allowed.json()["version"] == allowed.headers["x-gyre-model-version"]
+    assert len(allowed.json()["version"]) == 12  # a folder: versioned by package digest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
