@@ -58,6 +58,7 @@ from gyre.errors import DeadlineExceeded, GyreError, InvalidArgument, NotFound, 
 from gyre.predictions import PredictionRecord
 from gyre.serving import _json
 from gyre.serving._auth import TokenGate, TokenVerifier
+from gyre.serving._deadlines import Deadlines
 from gyre.serving._front import CONTEXT_KEY, Front, RequestInfo, Scope
 from gyre.serving._oip import BINARY_HEADER, decode_request, encode_outputs, input_metadata
 from gyre.serving._oip import model_input as oip_model_input
@@ -89,6 +90,7 @@ _INLINE_BYTES = 64 * 1024
 _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
+_METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
 Parse = Callable[[Deployment, bytes], tuple[Prepared, Any]]
 
@@ -235,6 +237,7 @@ class _Server:
         self.edge_sync = edge_sync
         self._tasks: list[asyncio.Task[None]] = []
         self._shadows: set[asyncio.Task[None]] = set()
+        self.deadlines = Deadlines(limits.request_timeout_s)
 
     # -- lifespan -----------------------------------------------------------------------
 
@@ -282,11 +285,15 @@ class _Server:
             for close in self.on_close:
                 close()
             if self.telemetry is not None:
+                self.telemetry.flush()
                 self.telemetry.process_exited()
 
     def _start_background(self, watches: list[Watch]) -> None:
-        """The alias poller and the edge sync, as tasks of this worker's event loop."""
+        """The metrics flush, the alias poller and the edge sync, as tasks of this worker's
+        event loop."""
         loop = asyncio.get_running_loop()
+        if self.telemetry is not None:
+            self._tasks.append(loop.create_task(self._flush_metrics(), name="gyre-metrics"))
         if watches and (self.registry is not None or self.reload_interval > 0):
             if self.registry is None:
                 from gyre.registry import Registry
@@ -302,6 +309,12 @@ class _Server:
             self.edge_sync.telemetry = self.telemetry
             if self.edge_sync.interval > 0:
                 self._tasks.append(loop.create_task(self.edge_sync.run(), name="gyre-sync"))
+
+    async def _flush_metrics(self) -> None:
+        assert self.telemetry is not None
+        while True:
+            await asyncio.sleep(_METRICS_FLUSH_S)
+            self.telemetry.flush()
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -352,35 +365,33 @@ class _Server:
         proba: Callable[[Any], bool],
     ) -> tuple[Deployment, Prepared, Any, Outputs]:
         """Validate, queue and predict one request, within the request timeout."""
-        timeout = self.limits.request_timeout_s
+        watch = self.deadlines.watch()
         try:
-            async with asyncio.timeout(timeout):
-                batcher = deployment.batcher
-                batcher.arrive()
-                try:
-                    prepared, parsed = await self._parse(request, deployment, parse)
-                finally:
-                    batcher.depart()
-                info.rows = prepared.rows
-                try:
-                    outputs = await deployment.predict(
-                        prepared, info.request_id, proba=proba(parsed)
-                    )
-                except Retired:  # swapped while this request was being read: use the new one
-                    slot = self.slot(deployment.name)
-                    deployment, variant = slot.pick(
-                        info.request_id, request.path_params.get("version")
-                    )
-                    info.bind(deployment.name, deployment.version, info.endpoint, variant)
-                    prepared, parsed = await self._parse(request, deployment, parse)
-                    outputs = await deployment.predict(
-                        prepared, info.request_id, proba=proba(parsed)
-                    )
-        except TimeoutError:
-            raise DeadlineExceeded(
-                f"request {info.request_id} was not answered within {timeout:g} s",
-                hint="retry later; the server or the model is overloaded",
-            ) from None
+            batcher = deployment.batcher
+            batcher.arrive()
+            try:
+                prepared, parsed = await self._parse(request, deployment, parse)
+            finally:
+                batcher.depart()
+            info.rows = prepared.rows
+            try:
+                outputs = await deployment.predict(prepared, info.request_id, proba=proba(parsed))
+            except Retired:  # swapped while this request was being read: use the new one
+                slot = self.slot(deployment.name)
+                deployment, variant = slot.pick(info.request_id, request.path_params.get("version"))
+                info.bind(deployment.name, deployment.version, info.endpoint, variant)
+                prepared, parsed = await self._parse(request, deployment, parse)
+                outputs = await deployment.predict(prepared, info.request_id, proba=proba(parsed))
+        except asyncio.CancelledError:
+            if watch.expired():
+                timeout = self.limits.request_timeout_s
+                raise DeadlineExceeded(
+                    f"request {info.request_id} was not answered within {timeout:g} s",
+                    hint="retry later; the server or the model is overloaded",
+                ) from None
+            raise
+        finally:
+            watch.finish()
         return deployment, prepared, parsed, outputs
 
     async def _parse(
@@ -822,6 +833,7 @@ def _gyre_routes(server: _Server) -> list[Route]:
     async def metrics(request: Request) -> Response:
         if server.telemetry is None:
             raise NotFound("metrics are off on this server")
+        server.telemetry.flush()
         body = await run_in_threadpool(server.telemetry.render)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 

@@ -19,7 +19,9 @@ answers far more requests per second by coalescing them. The policy:
 * A lone request (nothing else queued or on its way) for a model whose lone requests
   predict in under ``inline_below_ms`` (measured as it serves) is predicted on the event
   loop itself: the two thread hand-offs would cost more than the predict call, and there
-  is no other request to serve meanwhile.
+  is no other request to serve meanwhile. A batch is predicted on the event loop too when
+  the model's batches lately took under a quarter of that: the hand-offs (tens of
+  microseconds, and a wake-up of the loop) would then cost about as much as the call.
 
 A request larger than ``max_batch_size`` rows is never split: it forms a batch of its own.
 Failure isolation (one request's failure must not fail its batch mates) is the job of the
@@ -95,8 +97,10 @@ class MicroBatcher(Generic[P]):
         self._closing = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"gyre-predict-{name}")
         self.inline_below = max(0.0, inline_below_ms) / 1000
-        # seconds a lone job's run_batch took lately (moving average; None: not known yet)
+        # seconds a lone job's / a batch's run_batch took lately (moving averages; None:
+        # not known yet)
         self._lone_cost: float | None = None
+        self._batch_cost: float | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class MicroBatcher(Generic[P]):
             if self._on_batch is not None:
                 self._on_batch(sum(job.rows for job in batch))
             try:
-                if len(batch) == 1 and self._cheap_alone():
+                if self._cheap(batch):
                     outcomes = self._timed(batch)
                 else:
                     outcomes = await loop.run_in_executor(self._executor, self._timed, batch)
@@ -195,27 +199,28 @@ class MicroBatcher(Generic[P]):
                     raise
             self._deliver(batch, outcomes)
 
-    def _cheap_alone(self) -> bool:
-        """Whether the lone job just taken may be predicted on the event loop: nothing
-        else is queued or on its way, and lone jobs have been cheap lately."""
-        cost = self._lone_cost
-        return (
-            cost is not None
-            and cost < self.inline_below
-            and not self._queue
-            and self._announced == 0
-        )
+    def _cheap(self, batch: list[Job[P]]) -> bool:
+        """Whether the batch just taken may be predicted on the event loop: a lone job
+        when nothing else is queued or on its way and lone jobs have been cheap lately;
+        any batch when batches have been very cheap lately."""
+        if len(batch) == 1 and not self._queue and self._announced == 0:
+            cost = self._lone_cost
+            return cost is not None and cost < self.inline_below
+        cost = self._batch_cost
+        return cost is not None and cost < self.inline_below / 4
 
     def _timed(self, batch: list[Job[P]]) -> Sequence[Any]:
-        if len(batch) != 1:
-            return self._run_batch(batch)
         started = time.perf_counter()
         try:
             return self._run_batch(batch)
         finally:
             took = time.perf_counter() - started
-            cost = self._lone_cost
-            self._lone_cost = took if cost is None else 0.8 * cost + 0.2 * took
+            if len(batch) == 1:
+                cost = self._lone_cost
+                self._lone_cost = took if cost is None else 0.8 * cost + 0.2 * took
+            else:
+                cost = self._batch_cost
+                self._batch_cost = took if cost is None else 0.8 * cost + 0.2 * took
 
     async def _gather(self, loop: asyncio.AbstractEventLoop, wake: asyncio.Event) -> None:
         """Wait (bounded) for requests already on their way, if the batch has room."""

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 
 from gyre.errors import BackendUnavailable, GyreError, InvalidArgument, NotFound, PayloadTooLarge
 from gyre.serving._auth import ADMIN_SCOPE, SCOPE, TokenGate
@@ -33,7 +33,7 @@ from gyre.serving._errors import error_response_parts
 from gyre.serving._logging import ACCESS_LOGGER, request_context
 from gyre.serving._telemetry import Telemetry
 
-__all__ = ["CONTEXT_KEY", "FastRoutes", "Front", "RequestInfo", "new_request_id"]
+__all__ = ["CONTEXT_KEY", "Call", "FastRoutes", "Front", "RequestInfo", "new_request_id"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,9 +60,79 @@ def new_request_id() -> str:
 
 class FastRoutes(Protocol):
     """The hot routes, matched without the router: ``match`` returns the endpoint for
-    ``scope`` and sets ``scope["path_params"]``, or None for everything else."""
+    ``scope`` and sets ``scope["path_params"]``, or None for everything else. The endpoint
+    gets a :class:`Call` (what it reads of a Starlette ``Request``, without building one)
+    and returns a Starlette ``Response``, which the front sends itself."""
 
-    def match(self, scope: Scope) -> Callable[[Request], Awaitable[Any]] | None: ...
+    def match(self, scope: Scope) -> Callable[[Any], Awaitable[Any]] | None: ...
+
+
+class _Headers:
+    """The one lookup the prediction routes make of the request headers."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = name.lower().encode("latin-1")
+        for k, v in self._raw:
+            if k == key:
+                return v.decode("latin-1")
+        return default
+
+
+class Call:
+    """A request on a hot route: the parts of Starlette's ``Request`` the prediction
+    handlers use (``scope``, ``path_params``, ``headers.get``, ``query_params.get``,
+    ``await body()``), without building its header and query mappings per request."""
+
+    __slots__ = ("_body", "_receive", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._body: bytes | None = None
+
+    @property
+    def path_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = self.scope["path_params"]
+        return params
+
+    @property
+    def headers(self) -> _Headers:
+        return _Headers(self.scope["headers"])
+
+    @property
+    def query_params(self) -> dict[str, str]:
+        raw: bytes = self.scope.get("query_string", b"")
+        if not raw:
+            return {}
+        from urllib.parse import parse_qsl
+
+        return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+
+    async def body(self) -> bytes:
+        """The whole body (read once, kept); ClientDisconnect if the client went away."""
+        if self._body is not None:
+            return self._body
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "http.request" and not message.get("more_body", False):
+            self._body = message.get("body", b"")
+            return self._body
+        chunks: list[bytes] = []
+        while True:
+            if kind == "http.disconnect":
+                raise ClientDisconnect
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+            message = await self._receive()
+            kind = message["type"]
+        self._body = b"".join(chunks)
+        return self._body
 
 
 class RequestInfo:
@@ -198,8 +268,16 @@ class Front:
             # than it says; without one (chunked), count them as they come.
             limited = receive if declared is not None else _limited(receive, limit)
             if endpoint is not None:
-                response = await endpoint(Request(scope, limited))
-                await response(scope, receive, send_wrapped)
+                response = await endpoint(Call(scope, limited))
+                # sent here, with the front's headers, without wrapping send
+                headers = response.raw_headers
+                headers.append((b"x-request-id", request_id.encode()))
+                if info.version:
+                    headers.append((b"x-gyre-model-version", info.version.encode()))
+                status = response.status_code
+                response_started = True
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": response.body})
             else:
                 await self.app(scope, limited, send_wrapped)
         except GyreError as err:

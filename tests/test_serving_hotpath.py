@@ -1,0 +1,123 @@
+"""The bookkeeping every request pays for, done cheaply: request deadlines from one timer
+(``gyre.serving._deadlines``) and metrics counted locally, handed to the Prometheus client
+in bulk (``Telemetry.flush``). Both must say exactly what the per-request versions said."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from gyre.serving._deadlines import Deadlines
+from gyre.serving._telemetry import _LATENCY_BUCKETS, Telemetry
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _series(text: str, prefix: str) -> dict[str, float]:
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            key, value = line.rsplit(" ", 1)
+            found[key] = float(value)
+    return found
+
+
+def test_bulk_flush_equals_observing_one_by_one() -> None:
+    telemetry = Telemetry()
+    reference = Histogram(
+        "gyre_serving_request_seconds",
+        "x",
+        ["endpoint", "model", "version"],
+        buckets=_LATENCY_BUCKETS,
+        registry=(registry := CollectorRegistry()),
+    ).labels("infer", "m", "3")
+    # on every bound, between bounds, past the last one
+    values = [*_LATENCY_BUCKETS, 0.0, 0.0007, 0.003, 0.7, 31.0, 100.0, 0.0007]
+    for i, seconds in enumerate(values):
+        telemetry.request_done("m", "3", "infer", 200 if i % 3 else 503, seconds)
+        reference.observe(seconds)
+    before = _series(telemetry.render().decode(), "gyre_serving_request_seconds_count")
+    assert before == {}, "nothing reaches the client before a flush"
+    telemetry.flush()
+    telemetry.flush()  # a second flush adds nothing
+    ours = _series(telemetry.render().decode(), "gyre_serving_request_seconds")
+    theirs = _series(generate_latest(registry).decode(), "gyre_serving_request_seconds")
+    ours = {k: v for k, v in ours.items() if "_created" not in k}
+    theirs = {k: v for k, v in theirs.items() if "_created" not in k}
+    sum_key = next(k for k in ours if "_sum" in k)
+    assert ours.pop(sum_key) == pytest.approx(theirs.pop(sum_key), rel=1e-12)  # added in bulk
+    assert ours == theirs and len(ours) == len(_LATENCY_BUCKETS) + 2
+    counts = _series(telemetry.render().decode(), "gyre_serving_requests_total")
+    assert counts == {
+        'gyre_serving_requests_total{endpoint="infer",model="m",status="200",version="3"}': 14.0,
+        'gyre_serving_requests_total{endpoint="infer",model="m",status="503",version="3"}': 8.0,
+    }
+    errors = _series(telemetry.render().decode(), "gyre_serving_errors_total")
+    assert list(errors.values()) == [8.0]
+
+
+def test_gauges_report_the_level_at_the_flush() -> None:
+    telemetry = Telemetry()
+    telemetry.inflight(1)
+    telemetry.inflight(1)
+    telemetry.queue("m", "1", 40)
+    telemetry.queue("m", "1", 7)
+    telemetry.inflight(-1)
+    telemetry.flush()
+    text = telemetry.render().decode()
+    assert "gyre_serving_inflight_requests 1.0" in text
+    assert 'gyre_serving_queue_rows{model="m",version="1"} 7.0' in text
+
+
+async def test_a_request_past_its_deadline_is_cancelled_and_told_so() -> None:
+    deadlines = Deadlines(0.05)
+    outcomes: list[str] = []
+
+    async def request(work: float) -> None:
+        watch = deadlines.watch()
+        try:
+            await asyncio.sleep(work)
+            outcomes.append("answered")
+        except asyncio.CancelledError:
+            outcomes.append("deadline" if watch.expired() else "cancelled")
+            if not watch.cut:
+                raise
+        finally:
+            watch.finish()
+
+    fast = asyncio.create_task(request(0.0))
+    slow = asyncio.create_task(request(30.0))
+    await asyncio.wait_for(asyncio.gather(fast, slow), timeout=10)
+    assert sorted(outcomes) == ["answered", "deadline"]
+    assert slow.cancelling() == 0, "the deadline's cancellation is taken back"
+
+
+async def test_another_cancellation_is_not_a_deadline() -> None:
+    deadlines = Deadlines(30.0)
+    outcome: list[bool] = []
+    started = asyncio.Event()
+
+    async def request() -> None:
+        watch = deadlines.watch()
+        try:
+            started.set()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            outcome.append(watch.expired())
+            raise
+        finally:
+            watch.finish()
+
+    task = asyncio.create_task(request())
+    await started.wait()
+    task.cancel()  # e.g. the server shutting down
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == [False]
