@@ -5,11 +5,15 @@ in bulk (``Telemetry.flush``). Both must say exactly what the per-request versio
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from gyre.serving._deadlines import Deadlines
+from gyre.serving._logging import ACCESS_LOGGER, AccessLogHandler, fast_access_handler
 from gyre.serving._telemetry import _LATENCY_BUCKETS, Telemetry
 
 pytestmark = pytest.mark.anyio
@@ -121,3 +125,70 @@ async def test_another_cancellation_is_not_a_deadline() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert outcome == [False]
+
+
+# -- access lines ---------------------------------------------------------------------------
+
+
+def _access_logger(name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.handlers.clear()
+    logger.filters.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def test_fast_access_line_is_the_line_the_formatter_writes() -> None:
+    fields = {"request_id": "r1", "method": "POST", "path": "/predict/m", "status": 200,
+              "latency_ms": 1.25, "model": "m", "version": "3", "rows": 2,
+              "client": "10.0.0.1"}  # fmt: skip
+    stream = io.StringIO()
+    handler = AccessLogHandler(stream, interval=3600)
+    try:
+        handler.write_fields("POST /predict/m 200", fields)
+        record = logging.getLogger(ACCESS_LOGGER).makeRecord(
+            ACCESS_LOGGER, logging.INFO, __file__, 0, "%s %s %d",
+            ("POST", "/predict/m", 200), None, extra=fields,
+        )  # fmt: skip
+        handler.emit(record)
+        assert stream.getvalue() == "", "lines wait in the buffer"
+        handler.flush()
+    finally:
+        handler.close()
+    fast, slow = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert fast.pop("ts")[:10] == slow.pop("ts")[:10]
+    assert fast == slow
+    assert fast["msg"] == "POST /predict/m 200" and fast["logger"] == ACCESS_LOGGER
+
+
+def test_access_lines_are_written_when_the_buffer_fills_and_at_close() -> None:
+    stream = io.StringIO()
+    handler = AccessLogHandler(stream, interval=3600, max_bytes=1000)
+    for i in range(30):  # ~100 bytes each
+        handler.write_fields(f"GET /x/{i} 200", {"request_id": f"r{i:04d}", "n": i})
+    written = stream.getvalue().splitlines()
+    assert 9 <= len(written) < 30, "a full buffer is written without waiting"
+    handler.close()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["n"] for line in lines] == list(range(30)), "every line, in order"
+
+
+def test_access_lines_go_through_logging_unless_the_handler_is_alone() -> None:
+    handler = AccessLogHandler(io.StringIO(), interval=3600)
+    try:
+        logger = _access_logger("gyre.test.access")
+        logger.addHandler(handler)
+        assert fast_access_handler(logger) is handler
+        logger.propagate = True  # records also go elsewhere: they must exist
+        assert fast_access_handler(logger) is None
+        logger.propagate = False
+        extra = logging.StreamHandler(io.StringIO())
+        logger.addHandler(extra)
+        assert fast_access_handler(logger) is None
+        logger.removeHandler(extra)
+        handler.addFilter(logging.Filter("other"))
+        assert fast_access_handler(logger) is None
+    finally:
+        handler.close()
+        _access_logger("gyre.test.access")

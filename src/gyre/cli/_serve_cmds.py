@@ -48,12 +48,18 @@ _LOG_CONFIG: dict[str, Any] = {
             "formatter": "json",
             "filters": ["request"],
             "stream": "ext://sys.stderr",
-        }
+        },
+        # one line per request: buffered, written a few times a second (see _logging)
+        "access": {
+            "()": "gyre.serving._logging.AccessLogHandler",
+            "formatter": "json",
+        },
     },
     "loggers": {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         "gyre": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "gyre.serving.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -60,6 +60,7 @@ from gyre.serving import _json
 from gyre.serving._auth import TokenGate, TokenVerifier
 from gyre.serving._deadlines import Deadlines
 from gyre.serving._front import CONTEXT_KEY, Front, RequestInfo, Scope
+from gyre.serving._logging import ACCESS_LOGGER
 from gyre.serving._oip import BINARY_HEADER, decode_request, encode_outputs, input_metadata
 from gyre.serving._oip import model_input as oip_model_input
 from gyre.serving._reload import Reloader, Watch, alias_of
@@ -287,6 +288,8 @@ class _Server:
             if self.telemetry is not None:
                 self.telemetry.flush()
                 self.telemetry.process_exited()
+            for handler in logging.getLogger(ACCESS_LOGGER).handlers:
+                handler.flush()  # buffered access lines (a worker process skips atexit)
 
     def _start_background(self, watches: list[Watch]) -> None:
         """The metrics flush, the alias poller and the edge sync, as tasks of this worker's

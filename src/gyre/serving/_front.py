@@ -30,7 +30,7 @@ from starlette.requests import ClientDisconnect
 from gyre.errors import BackendUnavailable, GyreError, InvalidArgument, NotFound, PayloadTooLarge
 from gyre.serving._auth import ADMIN_SCOPE, SCOPE, TokenGate
 from gyre.serving._errors import error_response_parts
-from gyre.serving._logging import ACCESS_LOGGER, request_context
+from gyre.serving._logging import ACCESS_LOGGER, fast_access_handler, request_context
 from gyre.serving._telemetry import Telemetry
 
 __all__ = ["CONTEXT_KEY", "Call", "FastRoutes", "Front", "RequestInfo", "new_request_id"]
@@ -311,29 +311,28 @@ class Front:
                 )
             if self.access_log and access.isEnabledFor(_INFO):
                 method = scope["method"]
-                # the record built directly: Logger.info would also walk the stack to find
-                # the caller, which no access line shows
-                record = access.makeRecord(
-                    ACCESS_LOGGER,
-                    _INFO,
-                    __file__,
-                    0,
-                    _ACCESS_MSG,
-                    (method, path, status),
-                    None,
-                    extra={
-                        "request_id": request_id,
-                        "method": method,
-                        "path": path,
-                        "status": status,
-                        "latency_ms": round(elapsed * 1000, 3),
-                        "model": info.model,
-                        "version": info.version,
-                        "rows": info.rows,
-                        "client": (scope.get("client") or ("", 0))[0],
-                    },
-                )
-                access.handle(record)
+                fields = {
+                    "request_id": request_id,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "model": info.model,
+                    "version": info.version,
+                    "rows": info.rows,
+                    "client": (scope.get("client") or ("", 0))[0],
+                }
+                handler = fast_access_handler(access)
+                if handler is not None:
+                    handler.write_fields(f"{method} {path} {status}", fields)
+                else:
+                    # the record built directly: Logger.info would also walk the stack to
+                    # find the caller, which no access line shows
+                    args = (method, path, status)
+                    record = access.makeRecord(
+                        ACCESS_LOGGER, _INFO, __file__, 0, _ACCESS_MSG, args, None, extra=fields
+                    )
+                    access.handle(record)
             request_context.reset(token)
 
     async def _error(
