@@ -91,6 +91,7 @@ _INLINE_BYTES = 64 * 1024
 _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
+_PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
 Parse = Callable[[Deployment, bytes], tuple[Prepared, Any]]
@@ -139,6 +140,22 @@ def _gyre_version() -> str:
         return version("gyreml")
     except PackageNotFoundError:  # pragma: no cover - a bare checkout
         return "0+unknown"
+
+
+class _JsonBody(Response):
+    """A 200 with a JSON body already encoded: its headers made directly (Starlette's
+    ``Response.__init__`` renders and inspects them, on every prediction)."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.raw_headers = [
+            (b"content-length", b"%d" % len(body)),
+            (b"content-type", b"application/json"),
+        ]
 
 
 def _json_response(body: Any, status: int = 200) -> Response:
@@ -580,17 +597,20 @@ def _oip_routes(server: _Server) -> list[Route]:
 
         def parse(d: Deployment, body: bytes) -> tuple[Prepared, Any]:
             req = decode_request(body, header_length, _json.loads)
-            names = [n for n, _ in req.outputs] if req.outputs is not None else ["predict"]
-            known = {"predict", *d.output_shapes}
-            if d.has_proba:
-                known.add("predict_proba")
-            for name in names:
-                if name not in known:
-                    raise InvalidArgument(
-                        f"output {name!r} is not an output of model {d.name!r}",
-                        hint=f"its outputs: {', '.join(sorted(known))}",
-                    )
-            requested[:] = names
+            if req.outputs is None:
+                requested[:] = _PREDICT_ONLY
+            else:
+                names = [n for n, _ in req.outputs]
+                known = {"predict", *d.output_shapes}
+                if d.has_proba:
+                    known.add("predict_proba")
+                for name in names:
+                    if name not in known:
+                        raise InvalidArgument(
+                            f"output {name!r} is not an output of model {d.name!r}",
+                            hint=f"its outputs: {', '.join(sorted(known))}",
+                        )
+                requested[:] = names
             signature = d.signature
             data = oip_model_input(signature.inputs if signature else None, req.inputs)
             return d.admit(data), req
@@ -605,14 +625,16 @@ def _oip_routes(server: _Server) -> list[Route]:
                 k for k in outputs if k != "predict_proba"
             ]
         chosen = {name: outputs[name] for name in requested if name in outputs}
-        wanted = {name: params for name, params in (req.outputs or [])}
-        binary_default = bool(req.parameters.get("binary_data_output", False))
-        binary = {
-            name
-            for name in chosen
-            if wanted.get(name, {}).get("binary_data", binary_default) is True
-        }
-        extra = {"predict_proba": {"classes": dep.classes}} if dep.classes else {}
+        binary: set[str] = set()
+        if req.outputs or req.parameters:
+            wanted = {name: params for name, params in (req.outputs or [])}
+            binary_default = bool(req.parameters.get("binary_data_output", False))
+            binary = {
+                name
+                for name in chosen
+                if wanted.get(name, {}).get("binary_data", binary_default) is True
+            }
+        extra = dep.output_parameters
         encoded, chunks = encode_outputs(chosen, extra, binary, _json.jsonable)
         body = _json.dumps(
             {
@@ -625,7 +647,7 @@ def _oip_routes(server: _Server) -> list[Route]:
         server.log_prediction(info, dep, prepared, outputs)
         server.mirror(request, info, parse, wants_proba)
         if not chunks:
-            return Response(body, media_type="application/json")
+            return _JsonBody(body)
         return Response(
             b"".join([body, *chunks]),
             media_type="application/octet-stream",
@@ -713,7 +735,7 @@ def _gyre_routes(server: _Server) -> list[Route]:
         if proba:
             body["probabilities"] = _json.jsonable(outputs["predict_proba"])
             body["classes"] = dep.classes
-        response = _json_response(body)
+        response = _JsonBody(_json.dumps(body))
         server.log_prediction(info, dep, prepared, outputs)
         server.mirror(request, info, parse, bool)
         return response

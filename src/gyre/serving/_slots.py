@@ -530,6 +530,10 @@ class Deployment:
         task = served.model.task
         self.classes: list[Any] | None = list(task.classes) if task.classes is not None else None
         self.has_proba = bool(task.has_predict_proba)
+        # the OIP output parameters of every answer (the class order of probabilities)
+        self.output_parameters: dict[str, dict[str, Any]] = (
+            {"predict_proba": {"classes": self.classes}} if self.classes else {}
+        )
         inputs = self.signature.inputs if self.signature is not None else None
         self.column_names: list[str] | None = (
             [c.name for c in inputs.columns] if isinstance(inputs, ColumnSchema) else None
