@@ -1,30 +1,36 @@
 """The prediction log: what a model was asked, what it answered, and what turned out true.
 
-A serving process appends :class:`PredictionRecord` s to a :class:`PredictionLog`; they are
-on disk (fsync'd) within ``sync_interval_ms`` of the append returning, then compacted into
-Parquet segments in an artifact store, partitioned by model, version and UTC day. Labels
+A serving process appends :class:`PredictionRecord` s (one row each) or
+:class:`PredictionBatch` es (one request's rows, column-wise, numpy arrays as they are) to a
+:class:`PredictionLog`; they are on disk (fsync'd) within ``sync_interval_ms`` of the append
+returning, then compacted into Parquet segments in an artifact store, partitioned by model,
+version and UTC day (a batch becomes one row per row). Labels
 that arrive later are logged with :meth:`PredictionLog.append_feedback` and joined at
 query time. :func:`query` reads the segments with DuckDB; :func:`sync` copies an edge's log
 into a central store.
 
-    >>> from gyre.predictions import PredictionLog, PredictionRecord, query
+    >>> from gyre.predictions import PredictionBatch, PredictionLog, PredictionRecord, query
     >>> with PredictionLog(spool_dir, store) as log:  # doctest: +SKIP
     ...     log.append([PredictionRecord("r1", now_ms, "churn", 3, {"age": 42},
     ...                                  {"prediction": 1}, latency_ms=1.2)])
+    ...     log.append([PredictionBatch("r2", now_ms, "churn", 3, np.array([[41], [43]]),
+    ...                                 {"prediction": np.array([0, 1])}, latency_ms=1.9,
+    ...                                 columns=["age"])])  # rows r2:0 and r2:1
     >>> query(store, "churn", since=now_ms - 3_600_000).num_rows  # doctest: +SKIP
-    1
+    3
 
 See ``docs/predictions.md`` for the durability contract and the layout in the store.
 """
 
 from gyre.predictions._log import PredictionLog
 from gyre.predictions._query import Coverage, feedback_coverage, query, query_frame
-from gyre.predictions._record import FeedbackResult, PredictionRecord
+from gyre.predictions._record import FeedbackResult, PredictionBatch, PredictionRecord
 from gyre.predictions._sync import SyncReport, sync
 
 __all__ = [
     "Coverage",
     "FeedbackResult",
+    "PredictionBatch",
     "PredictionLog",
     "PredictionRecord",
     "SyncReport",

@@ -1,19 +1,22 @@
 """PredictionLog: the request path appends to memory; threads make it durable, then Parquet.
 
-Durability contract: :meth:`PredictionLog.append` encodes the records (on the caller's
-thread, about two microseconds each) and puts them on an in-memory queue; it never waits for
-I/O. A writer thread wakes every ``sync_interval_ms / 4`` (sooner when the queue grows
-large), appends everything queued to the active spool file and fsyncs it. A record whose
-``append`` returned is therefore on disk, fsync'd, at most ``sync_interval_ms`` later (as
-long as one write and fsync take well under the interval; ``stats()`` shows the age of the
-oldest record not yet synced), and from then on survives kill -9 of the process and a
-power cut. :meth:`flush` writes and fsyncs in the calling thread at once.
+Durability contract: :meth:`PredictionLog.append` encodes the records on the caller's thread
+(about two microseconds per :class:`PredictionRecord`; a :class:`PredictionBatch`, one
+request's rows, is one spool line and one orjson call whatever its row count) and puts them
+on an in-memory queue; it never waits for I/O. A writer thread wakes every
+``sync_interval_ms / 4`` (sooner when the queue grows large), appends everything queued to
+the active spool file and fsyncs it. A record whose ``append`` returned is therefore on
+disk, fsync'd, at most ``sync_interval_ms`` later (as long as one write and fsync take well
+under the interval; ``stats()`` shows the age of the oldest record not yet synced), and
+from then on survives kill -9 of the process and a power cut. :meth:`flush` writes and
+fsyncs in the calling thread at once.
 
-Compaction: the active spool file is finished when it holds ``segment_rows`` records, when
-:meth:`compact` is called, or every ``compact_interval_s`` by the compaction thread (only
-when an artifact store is given). Each finished file becomes one Parquet segment per
-partition, uploaded as a blob and recorded under a path derived from the file's id; the
-file is deleted only after the manifests say so. A compaction that dies half-way is simply
+Compaction: the active spool file is finished when it holds ``segment_rows`` records (a
+batch counts its rows and is never split: a file holds more only when one batch alone
+does), when :meth:`compact` is called, or every ``compact_interval_s`` by the compaction
+thread (only when an artifact store is given). Each finished file becomes one Parquet
+segment per partition, uploaded as a blob and recorded under a path derived from the file's
+id; the file is deleted only after the manifests say so. A compaction that dies half-way is simply
 run again: it produces the same paths, which replace the entries, never add rows. Spool
 files of a process that died are picked up by the next compaction of any log on the same
 folder, a torn last line cut off and counted.
@@ -22,9 +25,11 @@ folder, a torn last line cut off and counted.
 from __future__ import annotations
 
 import atexit
+import bisect
 import collections
 import contextlib
 import io
+import itertools
 import logging
 import threading
 import time
@@ -39,7 +44,9 @@ from gyre.predictions import _spool
 from gyre.predictions._layout import Partition, record_partitions, segment_path
 from gyre.predictions._record import (
     FeedbackResult,
+    PredictionBatch,
     PredictionRecord,
+    encode_batch,
     encode_feedback,
     encode_prediction,
 )
@@ -51,7 +58,7 @@ logger = logging.getLogger("gyre.predictions")
 _WAKE_BYTES = 4 * 1024 * 1024  # queued bytes that wake the writer before its tick
 # Queued bytes at which append refuses: the disk has stopped keeping up.
 _MAX_PENDING_BYTES = 256 * 1024 * 1024
-_RECENT_IDS = 100_000  # request ids remembered to tell matched from unmatched labels
+_RECENT_IDS = 100_000  # rows whose ids are remembered to tell matched from unmatched labels
 _EVICT_BATCH = 4096
 
 
@@ -96,13 +103,18 @@ class PredictionLog:
         self._io_lock = threading.Lock()  # the spool writer: one write/fsync/rotation at a time
         self._compact_lock = threading.Lock()
         self._queue: list[bytes] = []
+        self._queue_rows: list[int] = []  # the records each queued line holds
         self._queued_bytes = 0
         self._queued_since: float | None = None  # monotonic time of the oldest queued record
         self._writing_since: float | None = None  # ... of the oldest record being written
-        self._appended = 0
+        self._appended = 0  # records (rows), like every count here; lines are not counted
         self._synced = 0
+        # Recently logged ids: one-row ones as they are, a batch of n rows as its request id
+        # and n (its rows are "<id>:<i>"), so that a batch costs one entry, not n strings.
         self._recent: set[str] = set()
-        self._recent_order: collections.deque[str] = collections.deque()
+        self._recent_batches: dict[str, int] = {}
+        self._recent_order: collections.deque[str | tuple[str, int]] = collections.deque()
+        self._recent_rows = 0
         self._closed = False
         self._write_error: GyreError | None = None
         self._torn = 0
@@ -140,15 +152,34 @@ class PredictionLog:
 
     # -- the request path ------------------------------------------------------------------
 
-    def append(self, records: Sequence[PredictionRecord]) -> None:
+    def append(self, records: Sequence[PredictionRecord | PredictionBatch]) -> None:
         """Queue ``records`` for the spool and return at once (no I/O).
+
+        A :class:`PredictionBatch` (one request's rows, column-wise) is one spool line,
+        expanded into its rows only at compaction; it may be mixed with
+        :class:`PredictionRecord` s.
 
         InvalidArgument naming a record that cannot be logged (nothing of the call is
         queued then); BackendUnavailable when the spool is far behind (the disk has stopped
         keeping up, or is full) rather than queueing without bound."""
-        lines = [encode_prediction(r) for r in records]
+        lines: list[bytes] = []
+        counts: list[int] = []
+        ids: list[str] = []
+        batches: list[tuple[str, int]] = []
+        for r in records:
+            if isinstance(r, PredictionBatch):
+                line, n = encode_batch(r)
+                if n == 1:
+                    ids.append(r.request_id)
+                else:
+                    batches.append((r.request_id, n))
+            else:
+                line, n = encode_prediction(r), 1  # raises for anything but a record
+                ids.append(r.request_id)
+            lines.append(line)
+            counts.append(n)
         if lines:
-            self._enqueue(lines, [r.request_id for r in records])
+            self._enqueue(lines, counts, ids, batches)
 
     def append_feedback(
         self, model: str, labels: Sequence[tuple[str, Any]], timestamp_ms: int | None = None
@@ -173,13 +204,38 @@ class PredictionLog:
                 raise InvalidArgument(f"label {pair!r} is not a (request_id, label) pair")
         lines = [encode_feedback(model, rid, label, timestamp_ms) for rid, label in pairs]
         if lines:
-            self._enqueue(lines, None)
-        recent = self._recent
-        matched = sum(1 for rid, _ in pairs if rid in recent)
+            self._enqueue(lines, [1] * len(lines), None, None)
+        matched = sum(1 for rid, _ in pairs if self._seen(rid))
         return FeedbackResult(accepted=len(lines), matched=matched, unmatched=len(lines) - matched)
 
-    def _enqueue(self, lines: list[bytes], request_ids: list[str] | None) -> None:
+    def _seen(self, request_id: str) -> bool:
+        """Whether ``request_id`` names a recently logged row: a one-row record or batch by
+        its id, row i of a batch as ``<id>:<i>``."""
+        if request_id in self._recent:
+            return True
+        batches = self._recent_batches
+        if not batches:
+            return False
+        base, colon, index = request_id.rpartition(":")
+        # Row numbers as the rows' ids spell them: ASCII digits, no leading zero.
+        if not colon or not index.isascii() or not index.isdigit() or len(index) > 18:
+            return False
+        if index[0] == "0" and index != "0":
+            return False
+        rows = batches.get(base)
+        return rows is not None and int(index) < rows
+
+    def _enqueue(
+        self,
+        lines: list[bytes],
+        counts: list[int],
+        request_ids: list[str] | None,
+        batches: list[tuple[str, int]] | None,
+    ) -> None:
+        """Queue ``lines`` holding ``counts`` records each; remember the ids of the one-row
+        records and the ``(request id, rows)`` of the batches."""
         size = sum(map(len, lines))
+        rows = sum(counts) if batches else len(counts)
         with self._lock:
             if self._closed:
                 raise InvalidArgument(
@@ -196,19 +252,43 @@ class PredictionLog:
             if not self._queue:
                 self._queued_since = time.monotonic()
             self._queue += lines
+            self._queue_rows += counts
             self._queued_bytes += size
-            self._appended += len(lines)
+            self._appended += rows
             wake = self._queued_bytes >= _WAKE_BYTES
             if request_ids is not None:
-                self._recent.update(request_ids)
-                order = self._recent_order
-                order.extend(request_ids)
-                if len(order) > _RECENT_IDS + _EVICT_BATCH:  # forget in bulk: cheaper per call
-                    forget, oldest = self._recent.discard, order.popleft
-                    for _ in range(len(order) - _RECENT_IDS):
-                        forget(oldest())
+                self._remember(request_ids, batches, rows)
         if wake:
             self._wake.set()
+
+    def _remember(
+        self, request_ids: list[str], batches: list[tuple[str, int]] | None, rows: int
+    ) -> None:
+        """Add ids to the recent ones, forgetting the oldest beyond ``_RECENT_IDS`` rows (a
+        batch counts its rows). Called with the lock held."""
+        order = self._recent_order
+        self._recent.update(request_ids)
+        order.extend(request_ids)
+        if batches:
+            self._recent_batches.update(batches)
+            order.extend(batches)
+        self._recent_rows += rows
+        if self._recent_rows > _RECENT_IDS + _EVICT_BATCH:  # forget in bulk: cheaper per call
+            forget, forget_batch, oldest = (
+                self._recent.discard,
+                self._recent_batches.pop,
+                order.popleft,
+            )
+            remembered = self._recent_rows
+            while remembered > _RECENT_IDS and len(order) > 1:
+                entry = oldest()
+                if type(entry) is tuple:
+                    forget_batch(entry[0], None)
+                    remembered -= entry[1]
+                else:
+                    forget(entry)
+                    remembered -= 1
+            self._recent_rows = remembered
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -234,16 +314,27 @@ class PredictionLog:
         with self._io_lock:
             with self._lock:
                 batch, self._queue = self._queue, []
-                rows = len(batch)
+                counts, self._queue_rows = self._queue_rows, []
                 self._writing_since, self._queued_since = self._queued_since, None
                 self._queued_bytes = 0
-            done = 0
+            # ends[i]: the records in lines 0..i, so that files are cut by records.
+            ends = list(itertools.accumulate(counts))
+            rows = ends[-1] if ends else 0
+            done = 0  # lines written
             try:
-                # File by file, so that none holds more than segment_rows records.
+                # File by file, so that none holds more than segment_rows records (unless
+                # one batch alone does: a line is never split).
                 while done < len(batch):
-                    chunk = batch[done : done + self.segment_rows - self._spool.rows]
-                    self._spool.write(b"".join(chunk), len(chunk))
-                    done += len(chunk)
+                    before = ends[done - 1] if done else 0
+                    room = self.segment_rows - self._spool.rows
+                    end = bisect.bisect_right(ends, before + room, lo=done)
+                    if end == done:  # the next line does not fit
+                        if self._spool.rows:
+                            self._spool.close()  # fsyncs; the line starts the next file
+                            continue
+                        end = done + 1
+                    self._spool.write(b"".join(batch[done:end]), ends[end - 1] - before)
+                    done = end
                     if self._spool.rows >= self.segment_rows:
                         self._spool.close()  # fsyncs
                 if rotate:
@@ -253,7 +344,7 @@ class PredictionLog:
             except OSError as exc:
                 if isinstance(exc, _spool.WriteFailed):
                     done += exc.written
-                self._requeue(batch[done:], done)
+                self._requeue(batch[done:], counts[done:], ends[done - 1] if done else 0)
                 raise BackendUnavailable(
                     f"cannot write the prediction spool in {str(self.spool_dir)!r}: {exc}",
                     hint="check free space and permissions; queued records are kept",
@@ -262,9 +353,11 @@ class PredictionLog:
                 self._synced += rows
                 self._writing_since = None
 
-    def _requeue(self, lines: list[bytes], done: int) -> None:
+    def _requeue(self, lines: list[bytes], counts: list[int], done: int) -> None:
+        """Put back the ``lines`` not written; ``done`` records were."""
         with self._lock:
             self._queue[:0] = lines
+            self._queue_rows[:0] = counts
             self._queued_bytes += sum(map(len, lines))
             self._synced += done
             if self._writing_since is not None:
@@ -349,6 +442,9 @@ class PredictionLog:
         - ``appended_records``, ``synced_records``, ``compacted_records``,
           ``segments_written``, ``torn_records``, ``damaged_lines``, ``compaction_failures``:
           totals since this log was opened.
+
+        Records are rows (labels included): a batch of 64 rows counts 64. ``torn_records``
+        and ``damaged_lines`` count spool lines, so a lost batch counts once.
         """
         now = time.monotonic()
         with self._lock:

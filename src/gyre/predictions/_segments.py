@@ -8,6 +8,11 @@ in another) is stored as strings, JSON for non-strings; a column that is null in
 is left out. Readers line segments up by column name (DuckDB ``union_by_name``), so inputs
 may come and go, and change type, from one segment to the next.
 
+A batch line (one request's rows, column-wise) becomes its ``n`` rows here: its columns are
+spliced into the segment's columns as they are, never re-encoded row by row. Its rows get
+the ids ``<request id>:<i>`` (the request id alone when ``n`` is 1) and share its
+timestamp, model, version, variant and latency, exactly as ``n`` records would.
+
 Feedback segments hold ``request_id``, ``model``, ``label`` (typed the same way),
 ``timestamp`` (when the label was given) and ``_arrival`` (spool id and line: which of two
 labels for one request with equal timestamps came last).
@@ -18,7 +23,8 @@ pyarrow is imported here, on first compaction, never on the request path.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,11 +42,13 @@ _BASE = ("request_id", "timestamp", "model", "version", "variant", "latency_ms")
 def build_segments(
     spool_id: str, lines: Iterable[dict[str, Any]]
 ) -> list[tuple[Partition, pa.Table]]:
-    """The records of one spool file, split by partition, as tables; partitions sorted."""
+    """The records of one spool file, split by partition, as tables; partitions sorted.
+
+    ``lines``: decoded ``"p"``, ``"b"`` and ``"f"`` lines (batch lines checked already)."""
     groups: dict[Partition, list[dict[str, Any]]] = {}
     for line in lines:
         try:
-            if line["k"] == "p":
+            if line["k"] in ("p", "b"):
                 key = Partition(
                     "predictions", str(line["m"]), int(line["v"]), day_of_ms(line["ts"])
                 )
@@ -63,25 +71,71 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return buffer.getvalue()
 
 
-def _predictions(rows: list[dict[str, Any]]) -> pa.Table:
+def _predictions(lines: list[dict[str, Any]]) -> pa.Table:
+    """One row per ``"p"`` line, ``n`` per ``"b"`` line, in the order of the lines."""
     import pyarrow as pa
 
+    counts = [line["n"] if line["k"] == "b" else 1 for line in lines]
+    total = sum(counts)
+    ids: list[str] = []
+    for line, n in zip(lines, counts, strict=True):
+        if n == 1:
+            ids.append(line["id"])
+        else:
+            rid = line["id"]
+            ids += [f"{rid}:{i}" for i in range(n)]
+
+    def repeated(values: list[Any]) -> list[Any]:
+        """``values`` (one per line) as one per row."""
+        if total == len(lines):
+            return values
+        return list(itertools.chain.from_iterable(map(itertools.repeat, values, counts)))
+
     columns: dict[str, pa.Array] = {
-        "request_id": pa.array([r["id"] for r in rows], pa.string()),
-        "timestamp": pa.array([r["ts"] for r in rows], pa.timestamp("ms", tz="UTC")),
-        "model": pa.array([r["m"] for r in rows], pa.string()),
-        "version": pa.array([r["v"] for r in rows], pa.int64()),
-        "variant": pa.array([r.get("var", "primary") for r in rows], pa.string()),
-        "latency_ms": _floats([r.get("lat") for r in rows]),
+        "request_id": pa.array(ids, pa.string()),
+        "timestamp": pa.array(repeated([r["ts"] for r in lines]), pa.timestamp("ms", tz="UTC")),
+        "model": pa.array(repeated([r["m"] for r in lines]), pa.string()),
+        "version": pa.array(repeated([r["v"] for r in lines]), pa.int64()),
+        "variant": pa.array(repeated([r.get("var", "primary") for r in lines]), pa.string()),
+        "latency_ms": _floats(repeated([r.get("lat") for r in lines])),
     }
     for prefix, field in (("in_", "in"), ("out_", "out")):
-        keys = sorted({k for r in rows if isinstance(r.get(field), dict) for k in r[field]})
-        for key in keys:
-            values = [_get(r.get(field), key) for r in rows]
-            array = _typed(values)
+        values_of = _columns(lines, counts, total, field)
+        for key in sorted(values_of):
+            array = _typed(values_of[key])
             if array is not None:
                 columns[prefix + key] = array
     return pa.table(columns)
+
+
+def _columns(
+    lines: list[dict[str, Any]], counts: list[int], total: int, field: str
+) -> dict[str, list[Any]]:
+    """Every key of ``field`` (``"in"`` or ``"out"``) in ``lines`` -> its value in each of
+    the ``total`` rows, None where a line lacks it."""
+    values_of: dict[str, list[Any]] = {}
+    start = 0
+    for line, n in zip(lines, counts, strict=True):
+        for key, values in _line_columns(line, field):
+            column = values_of.get(key)
+            if column is None:
+                column = values_of[key] = [None] * total
+            if line["k"] == "p":
+                column[start] = values
+            else:
+                column[start : start + n] = values
+        start += n
+    return values_of
+
+
+def _line_columns(line: dict[str, Any], field: str) -> Iterator[tuple[str, Any]]:
+    """``(key, value)`` of a ``"p"`` line's ``field``; ``(key, the n values)`` of a batch's."""
+    data = line.get(field)
+    if isinstance(data, dict):
+        return iter(data.items())
+    if line["k"] == "b" and data:  # a row-major 2-D input: one row per list
+        return zip(line["cols"], zip(*data, strict=True), strict=True)
+    return iter(())
 
 
 def _feedback(spool_id: str, rows: list[dict[str, Any]]) -> pa.Table:
@@ -97,10 +151,6 @@ def _feedback(spool_id: str, rows: list[dict[str, Any]]) -> pa.Table:
             "_arrival": pa.array([f"{spool_id}:{r['_line']:010d}" for r in rows], pa.string()),
         }
     )
-
-
-def _get(mapping: Any, key: str) -> Any:
-    return mapping.get(key) if isinstance(mapping, dict) else None
 
 
 def _floats(values: list[Any]) -> pa.Array:

@@ -10,8 +10,9 @@ compactor can ever take a file its writer is about to fill.
 
 Reading a file for compaction keeps every complete line. A last line without its ``\\n``
 (the writer died mid-write) is *torn*: it is counted, and the file is truncated to its
-last complete line. A line in the middle that does not parse is counted as damaged and
-skipped; the lines after it are kept.
+last complete line. A line in the middle that does not parse, or a batch line whose columns
+do not hold its row count, is counted as damaged and skipped; the lines after it are kept.
+Counts are of lines: a torn or damaged batch line loses its rows and counts once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from gyre.predictions._record import encode_header
+from gyre.predictions._record import batch_rows, encode_header
 
 __all__ = ["ClaimedSpool", "SpoolContents", "SpoolWriter", "claim_finished"]
 
@@ -139,7 +140,7 @@ class SpoolContents:
     spool_id: str
     lines: list[dict[str, Any]] = field(default_factory=list)
     torn: int = 0  # a last line cut short (counted once: the file is truncated)
-    damaged: int = 0  # lines that do not parse, not at the end
+    damaged: int = 0  # lines that do not parse (or hold a malformed batch), not at the end
 
 
 class ClaimedSpool:
@@ -151,7 +152,9 @@ class ClaimedSpool:
         self._fd = fd
 
     def read(self) -> SpoolContents:
-        """The file's records; a torn last line is counted and cut off the file."""
+        """The file's prediction (``"p"``), batch (``"b"``) and feedback (``"f"``) lines,
+        each with its line number as ``"_line"``; a torn last line is counted and cut off
+        the file."""
         with os.fdopen(os.dup(self._fd), "rb") as f:
             data = f.read()
         contents = SpoolContents(self.spool_id)
@@ -170,11 +173,14 @@ class ClaimedSpool:
                 line = orjson.loads(raw)
                 if not isinstance(line, dict):
                     raise ValueError("not an object")
+                kind = line.get("k")
+                if kind == "b" and batch_rows(line) is None:
+                    raise ValueError("a batch whose columns do not hold its rows")
             except ValueError:
                 contents.damaged += 1
                 logger.warning("spool file %s: line %d is damaged, skipped", self.path, number + 1)
                 continue
-            if line.get("k") in ("p", "f"):
+            if kind in ("p", "f", "b"):
                 line["_line"] = number
                 contents.lines.append(line)
         return contents
