@@ -19,10 +19,13 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from gyre.entities import Token
 from gyre.models import Model, load_model, save_model
+from gyre.predictions import PredictionBatch, PredictionRecord
+from gyre.predictions._record import encode_batch
 from gyre.serving import Batching, Limits, ServedModel, create_app
 
 pytestmark = pytest.mark.anyio
@@ -174,6 +177,23 @@ def oip_matrix(rows: np.ndarray, datatype: str = "FP64", **extra: Any) -> dict[s
     return body
 
 
+def _rows_of(batch: PredictionBatch) -> list[PredictionRecord]:
+    """The rows a batch becomes, as records: through its real spool line (encoded as the
+    log encodes it, so what the server hands the log must encode)."""
+    line = orjson.loads(encode_batch(batch)[0])
+    n = line["n"]
+    if line["cols"] is not None:
+        inputs = [dict(zip(line["cols"], row, strict=True)) for row in line["in"]]
+    else:
+        inputs = [{k: v[i] for k, v in line["in"].items()} for i in range(n)]
+    outputs = [{k: v[i] for k, v in line["out"].items()} for i in range(n)]
+    ids = [line["id"]] if n == 1 else [f"{line['id']}:{i}" for i in range(n)]
+    return [
+        PredictionRecord(rid, line["ts"], line["m"], line["v"], inp, out, line["lat"], line["var"])
+        for rid, inp, out in zip(ids, inputs, outputs, strict=True)
+    ]
+
+
 @dataclass
 class FakeLog:
     """In-memory stand-in for gyre.predictions.PredictionLog."""
@@ -183,7 +203,11 @@ class FakeLog:
     closed: bool = False
 
     def append(self, records: Sequence[Any]) -> None:
-        self.records.extend(records)
+        for record in records:
+            if isinstance(record, PredictionBatch):
+                self.records.extend(_rows_of(record))
+            else:
+                self.records.append(record)
 
     def append_feedback(self, model: str, labels: Sequence[tuple[str, Any]]) -> Any:
         self.feedback.append((model, list(labels)))

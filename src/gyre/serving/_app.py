@@ -55,7 +55,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from gyre.errors import DeadlineExceeded, GyreError, InvalidArgument, NotFound, Overloaded
-from gyre.predictions import PredictionRecord
+from gyre.predictions import PredictionBatch
 from gyre.serving import _json
 from gyre.serving._auth import TokenGate, TokenVerifier
 from gyre.serving._deadlines import Deadlines
@@ -166,39 +166,30 @@ def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() in ("1", "true", "yes", "on")
 
 
-def _plain(values: Any) -> Any:
-    """A numeric array as nested lists of Python numbers (cheaper to walk and to encode
-    than numpy scalars, and written the same); anything else as it is."""
-    if isinstance(values, np.ndarray) and values.dtype.kind in "biuf":
-        return values.tolist()
-    return values
-
-
-def _log_rows(prepared: Prepared, columns: list[str] | None) -> list[dict[str, Any]]:
-    """One ``{column: value}`` dict per input row (the log encodes numpy values too)."""
+def _log_inputs(prepared: Prepared, columns: list[str] | None) -> tuple[Any, list[str] | None]:
+    """A request's input as :class:`~gyre.predictions.PredictionBatch` takes it: a 2-D
+    array and its column names, or a dict of columns (one value per row each)."""
     data = prepared.data
     if isinstance(data, np.ndarray):
-        rows = _plain(data)
         if columns and data.ndim == 2 and data.shape[1] == len(columns):
-            return [dict(zip(columns, row, strict=True)) for row in rows]
-        return [{"input-0": row} for row in rows]
+            return data, columns
+        return {"input-0": data if data.ndim else data.reshape(1)}, None
     if isinstance(data, dict):
-        keys = list(data)
-        arrays = [_plain(data[k]) for k in keys]
-        return [dict(zip(keys, values, strict=True)) for values in zip(*arrays, strict=True)]
-    if isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        return data
-    return [{"input": data}]
+        return data, None
+    if isinstance(data, list) and data and all(isinstance(r, dict) for r in data):
+        keys = list(dict.fromkeys(k for record in data for k in record))
+        return {k: [record.get(k) for record in data] for k in keys}, None
+    return {"input": [data]}, None
 
 
-def _log_outputs(outputs: Outputs, rows: int) -> list[dict[str, Any]]:
+def _log_outputs(outputs: Outputs, rows: int) -> dict[str, Any]:
+    """The outputs under their log names, one value per row (an output that is not one
+    value per row is logged whole, on every row)."""
     named = {("prediction" if k == "predict" else "proba" if k == "predict_proba" else k): v
              for k, v in outputs.items()}  # fmt: skip
     if any(arr.ndim == 0 or arr.shape[0] != rows for arr in named.values()):
-        return [{k: v for k, v in named.items()}] * rows  # not one output per row: log it whole
-    keys = list(named)
-    columns = [_plain(v) for v in named.values()]
-    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+        return {k: [v] * rows for k, v in named.items()}
+    return named
 
 
 class _Server:
@@ -435,30 +426,29 @@ class _Server:
         variant: str | None = None,
         started: float | None = None,
     ) -> None:
-        """Append one record per row to the prediction log (ids ``<request id>:<row>`` when
-        a request holds several rows), with the version that answered and its variant.
-        Never raises: the answer is already computed."""
+        """Append the request to the prediction log as one batch (a row per input row,
+        ids ``<request id>:<row>`` when it holds several), with the version that answered
+        and its variant. Never raises: the answer is already computed."""
         if self.log is None:
             return
         try:
             now_ms = time.time_ns() // 1_000_000
             since = info.started if started is None else started
             latency = round((time.perf_counter() - since) * 1000, 3)
-            rows = _log_rows(prepared, deployment.column_names)
-            answers = _log_outputs(outputs, len(rows))
-            rid, name, number = info.request_id, deployment.name, deployment.log_version
-            variant = variant or info.variant
-            if len(rows) == 1:
-                records = [PredictionRecord(rid, now_ms, name, number, rows[0], answers[0],
-                                            latency, variant)]  # fmt: skip
-            else:
-                records = [
-                    PredictionRecord(
-                        f"{rid}:{i}", now_ms, name, number, row, answer, latency, variant
-                    )
-                    for i, (row, answer) in enumerate(zip(rows, answers, strict=True))
-                ]
-            self.log.append(records)
+            inputs, columns = _log_inputs(prepared, deployment.column_names)
+            rows = len(inputs) if columns is not None else len(next(iter(inputs.values())))
+            batch = PredictionBatch(
+                info.request_id,
+                now_ms,
+                deployment.name,
+                deployment.log_version,
+                inputs,
+                _log_outputs(outputs, rows),
+                latency,
+                variant or info.variant,
+                columns,
+            )
+            self.log.append((batch,))
         except Exception:  # the log must never fail a prediction that was answered
             logger.exception("could not log prediction %s", info.request_id)
 
