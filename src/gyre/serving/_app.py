@@ -91,6 +91,7 @@ _INLINE_BYTES = 64 * 1024
 _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
+_LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
@@ -185,9 +186,12 @@ def _log_inputs(prepared: Prepared, columns: list[str] | None) -> tuple[Any, lis
 def _log_outputs(outputs: Outputs, rows: int) -> dict[str, Any]:
     """The outputs under their log names, one value per row (an output that is not one
     value per row is logged whole, on every row)."""
-    named = {("prediction" if k == "predict" else "proba" if k == "predict_proba" else k): v
-             for k, v in outputs.items()}  # fmt: skip
-    if any(arr.ndim == 0 or arr.shape[0] != rows for arr in named.values()):
+    named: dict[str, Any] = {}
+    whole = False
+    for key, arr in outputs.items():
+        named[_LOG_NAMES.get(key, key)] = arr
+        whole = whole or arr.ndim == 0 or arr.shape[0] != rows
+    if whole:
         return {k: [v] * rows for k, v in named.items()}
     return named
 

@@ -151,8 +151,7 @@ class RequestInfo:
 
     def bind(self, model: str, version: str, endpoint: str, variant: str = "primary") -> None:
         self.model, self.version, self.endpoint = model, version, endpoint
-        self.variant = variant
-        request_context.set((self.request_id, model, version))
+        self.variant = variant  # the log context is this object: nothing to set
 
 
 def _endpoint(path: str) -> str:
@@ -225,7 +224,7 @@ class Front:
         info = RequestInfo(request_id, started)
         scope[CONTEXT_KEY] = info
         scope.setdefault("app", self.app)  # the router then raises 404/405 for us to render
-        token = request_context.set((request_id, "", ""))
+        token = request_context.set(info)  # log records read model and version from it
         path: str = scope["path"]
         info.endpoint = _endpoint(path)
         status = 500

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 try:
     import orjson
@@ -41,10 +41,24 @@ __all__ = [
 
 ACCESS_LOGGER = "gyre.serving.access"
 
-# (request_id, model, version) of the request this task is handling.
-request_context: ContextVar[tuple[str, str, str] | None] = ContextVar(
-    "gyre_serving_request", default=None
-)
+class Bound(Protocol):
+    """What a log record learns of the request being handled (the server's per-request
+    info object has these attributes; it fills in model and version once it knows them)."""
+
+    request_id: str
+    model: str
+    version: str
+
+
+class _Bound:
+    __slots__ = ("model", "request_id", "version")
+
+    def __init__(self, request_id: str, model: str, version: str) -> None:
+        self.request_id, self.model, self.version = request_id, model, version
+
+
+# The request this task is handling.
+request_context: ContextVar[Bound | None] = ContextVar("gyre_serving_request", default=None)
 
 # color_message: uvicorn's ANSI-coloured copy of msg
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
@@ -52,7 +66,7 @@ _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime
 
 def bind(request_id: str, model: str = "", version: str = "") -> None:
     """Set the request this task is handling (for log records emitted from here on)."""
-    request_context.set((request_id, model, version))
+    request_context.set(_Bound(request_id, model, version))
 
 
 class RequestContextFilter(logging.Filter):
@@ -61,7 +75,8 @@ class RequestContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         current = request_context.get()
         if current is not None:
-            for key, value in zip(("request_id", "model", "version"), current, strict=True):
+            for key in ("request_id", "model", "version"):
+                value = getattr(current, key)
                 if value and not hasattr(record, key):
                     setattr(record, key, value)
         return True
