@@ -6,6 +6,10 @@ and recorded in the manifest (``trusted_types``). Anything else is refused, by n
 
 Pickle is used only when skops cannot save the model and ``allow_pickle=True``; it warns
 (UnsafeSerializationWarning) when saving and again when loading.
+
+Predictions on a float64 matrix go through a fast path for a few common estimators
+(linear models, HistGradientBoosting), checked to answer exactly as the estimator does;
+see :mod:`gyre.models.flavors._sklearn_fast` (``GYRE_FAST_PREDICT=0`` turns it off).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from gyre.errors import InvalidArgument
 from gyre.models._flavor import TaskInfo, import_library, inherits, plain_list
 from gyre.models._warnings import UnsafeSerializationWarning
+from gyre.models.flavors._sklearn_fast import fast_predictor
 
 __all__ = ["FLAVOR", "SklearnFlavor"]
 
@@ -107,11 +112,21 @@ class SklearnFlavor:
         return sio.load(file, trusted=found)
 
     def predict(self, obj: Any, data: Any) -> Any:
+        fast = fast_predictor(obj, data)
+        if fast is not None:
+            out = fast.predict(data)
+            if out is not None:
+                return out
         return obj.predict(data)
 
     def predict_proba(self, obj: Any, data: Any) -> Any | None:
         if not hasattr(obj, "predict_proba"):
             return None
+        fast = fast_predictor(obj, data)
+        if fast is not None:
+            out = fast.predict_proba(data)
+            if out is not None:
+                return out
         return obj.predict_proba(data)
 
 
