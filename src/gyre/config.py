@@ -83,6 +83,12 @@ SETTINGS: dict[str, Setting] = {
             "Prediction-log sync interval: an answered prediction is on disk (fsync'd) at most "
             "this many milliseconds after its response.",
         ),
+        Setting(
+            "GYRE_FAST_PREDICT",
+            "1",
+            "0 turns off the numpy fast path of scikit-learn linear and HistGradientBoosting "
+            "models (checked bit for bit against the estimator before use).",
+        ),
         Setting("GYRE_HOST", "127.0.0.1", "Address `gyre server` listens on."),
         Setting("GYRE_PORT", "5050", "Port `gyre server` listens on."),
         Setting(

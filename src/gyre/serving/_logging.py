@@ -41,6 +41,7 @@ __all__ = [
 
 ACCESS_LOGGER = "gyre.serving.access"
 
+
 class Bound(Protocol):
     """What a log record learns of the request being handled (the server's per-request
     info object has these attributes; it fills in model and version once it knows them)."""
