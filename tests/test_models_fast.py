@@ -41,9 +41,8 @@ BATCH_SIZES = (1, 2, 3, 7, 16, 33, 64, 200)
 
 
 def _module() -> Any:
-    """The fast-path module, imported when a test runs: importing a submodule of
-    ``gyre.models.flavors`` rebinds the name ``gyre.models.flavors`` (a function) to the
-    subpackage, which must not happen before other test modules are collected."""
+    """The fast-path module, imported when a test runs (collecting this file loads no
+    flavor module)."""
     return importlib.import_module("gyre.models.flavors._sklearn_fast")
 
 

@@ -12,7 +12,7 @@ import yaml
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 
 from gyre.errors import InvalidArgument, NotFound
-from gyre.models import UnsafeSerializationWarning, flavors, load_model, save_model
+from gyre.models import UnsafeSerializationWarning, flavor_names, load_model, save_model
 from gyre.testing._flavor import check_flavor
 from tests.fixtures import models as m
 
@@ -27,7 +27,7 @@ BUILDERS: dict[str, Callable[[Path], tuple[Any, Any]]] = {
 }
 
 
-@pytest.mark.parametrize("name", flavors())
+@pytest.mark.parametrize("name", flavor_names())
 def test_every_registered_flavor_passes_the_contract(name: str, tmp_path: Path) -> None:
     assert name in BUILDERS, f"flavor {name!r} has no conformance model in BUILDERS"
     model, X = BUILDERS[name](tmp_path)

@@ -19,7 +19,7 @@ from gyre.models import (
     LibraryVersionWarning,
     Model,
     ReferenceProfile,
-    flavors,
+    flavor_names,
     get_flavor,
     load_model,
     save_model,
@@ -71,7 +71,7 @@ def test_the_public_surface_is_pinned() -> None:
         "TensorSchema",
         "TensorSpec",
         "UnsafeSerializationWarning",
-        "flavors",
+        "flavor_names",
         "get_flavor",
         "infer_signature",
         "load_model",
@@ -280,7 +280,7 @@ def test_flavors_come_from_entry_points_before_the_builtin_table(
     monkeypatch.setattr(registry, "_entry_points", lambda: points)
     registry.get_flavor.cache_clear()
     try:
-        assert "extra" in flavors() and set(registry.BUILTIN_FLAVORS) <= set(flavors())
+        assert "extra" in flavor_names() and set(registry.BUILTIN_FLAVORS) <= set(flavor_names())
         with pytest.raises(InvalidArgument, match="does not provide a flavor named 'sklearn'"):
             get_flavor("sklearn")
         with pytest.raises(InvalidArgument, match="does not provide a flavor named 'extra'"):
@@ -295,7 +295,15 @@ def test_every_builtin_flavor_is_available_without_entry_points(
     monkeypatch.setattr(registry, "_entry_points", dict)
     registry.get_flavor.cache_clear()
     try:
-        assert flavors() == sorted(registry.BUILTIN_FLAVORS)
-        assert [get_flavor(name).name for name in flavors()] == flavors()
+        assert flavor_names() == sorted(registry.BUILTIN_FLAVORS)
+        assert [get_flavor(name).name for name in flavor_names()] == flavor_names()
     finally:
         registry.get_flavor.cache_clear()
+
+
+def test_flavor_names_survive_importing_a_flavor_module() -> None:
+    """``gyre.models.flavors`` is the subpackage; the list of names has its own name, so
+    importing a flavor module (as loading any model does) cannot shadow it."""
+    import gyre.models.flavors.sklearn  # the import is the test
+
+    assert "sklearn" in gyre.models.flavor_names()

@@ -16,7 +16,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from gyre.models._flavor import Flavor, TaskInfo
-from gyre.models._registry import flavors, get_flavor
+from gyre.models._registry import flavor_names, get_flavor
 from gyre.models._warnings import LibraryVersionWarning, UnsafeSerializationWarning
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ __all__ = [
     "TensorSchema",
     "TensorSpec",
     "UnsafeSerializationWarning",
-    "flavors",
+    "flavor_names",
     "get_flavor",
     "infer_signature",
     "load_model",

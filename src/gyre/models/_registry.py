@@ -15,7 +15,7 @@ from typing import Any
 from gyre.errors import InvalidArgument, NotFound
 from gyre.models._flavor import Flavor
 
-__all__ = ["BUILTIN_FLAVORS", "ENTRY_POINT_GROUP", "detect_flavor", "flavors", "get_flavor"]
+__all__ = ["BUILTIN_FLAVORS", "ENTRY_POINT_GROUP", "detect_flavor", "flavor_names", "get_flavor"]
 
 ENTRY_POINT_GROUP = "gyre.flavors"
 
@@ -34,10 +34,10 @@ def _targets() -> dict[str, str]:
     return {**BUILTIN_FLAVORS, **_entry_points()}
 
 
-def flavors() -> list[str]:
+def flavor_names() -> list[str]:
     """Names of every registered flavor, sorted.
 
-    >>> "sklearn" in flavors()
+    >>> "sklearn" in flavor_names()
     True
     """
     return sorted(_targets())
@@ -54,7 +54,7 @@ def get_flavor(name: str) -> Flavor:
     if target is None:
         raise NotFound(
             f"flavor {name!r} is not registered",
-            hint=f"use one of: {', '.join(flavors())}, or install the plugin that provides it",
+            hint=f"use one of: {', '.join(flavor_names())}, or install the plugin that provides it",
         )
     module_name, _, attr = target.partition(":")
     obj: Any = importlib.import_module(module_name)
@@ -75,7 +75,7 @@ def detect_flavor(model: Any) -> Flavor:
     When several can (an ``XGBClassifier`` is also a scikit-learn estimator), the flavor
     named like the top-level module of the model's class wins.
     """
-    candidates = [f for f in map(get_flavor, flavors()) if f.can_save(model)]
+    candidates = [f for f in map(get_flavor, flavor_names()) if f.can_save(model)]
     cls = model if isinstance(model, type) else type(model)
     kind = f"{cls.__module__}.{cls.__qualname__}"
     if len(candidates) == 1:
@@ -87,8 +87,8 @@ def detect_flavor(model: Any) -> Flavor:
     if not candidates:
         raise InvalidArgument(
             f"no registered flavor can save a model of type {kind!r}",
-            hint=f"pass flavor= (one of: {', '.join(flavors())}), or wrap the model in a class "
-            "with load_context(context) and predict(context, model_input) (python flavor)",
+            hint=f"pass flavor= (one of: {', '.join(flavor_names())}), or wrap the model in a "
+            "class with load_context(context) and predict(context, model_input) (python flavor)",
         )
     names = ", ".join(repr(f.name) for f in candidates)
     raise InvalidArgument(
