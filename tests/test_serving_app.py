@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pytest
 
 from gyre.entities import Token
@@ -177,20 +176,37 @@ def oip_matrix(rows: np.ndarray, datatype: str = "FP64", **extra: Any) -> dict[s
     return body
 
 
+def _plain(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+
+
 def _rows_of(batch: PredictionBatch) -> list[PredictionRecord]:
-    """The rows a batch becomes, as records: through its real spool line (encoded as the
-    log encodes it, so what the server hands the log must encode)."""
-    line = orjson.loads(encode_batch(batch)[0])
-    n = line["n"]
-    if line["cols"] is not None:
-        inputs = [dict(zip(line["cols"], row, strict=True)) for row in line["in"]]
+    """The rows a batch stands for, as records. The batch is encoded as the log encodes
+    it first: what the server hands the log must be loggable."""
+    encode_batch(batch)
+    if batch.columns is not None:
+        inputs = [dict(zip(batch.columns, _plain(row), strict=True)) for row in batch.inputs]
     else:
-        inputs = [{k: v[i] for k, v in line["in"].items()} for i in range(n)]
-    outputs = [{k: v[i] for k, v in line["out"].items()} for i in range(n)]
-    ids = [line["id"]] if n == 1 else [f"{line['id']}:{i}" for i in range(n)]
+        columns = {k: list(_plain(v)) for k, v in batch.inputs.items()}
+        n = len(next(iter(columns.values())))
+        inputs = [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    n = len(inputs)
+    outs = {k: list(_plain(v)) for k, v in batch.outputs.items()}
+    outputs = [{k: v[i] for k, v in outs.items()} for i in range(n)]
+    rid = batch.request_id
+    ids = [rid] if n == 1 else [f"{rid}:{i}" for i in range(n)]
     return [
-        PredictionRecord(rid, line["ts"], line["m"], line["v"], inp, out, line["lat"], line["var"])
-        for rid, inp, out in zip(ids, inputs, outputs, strict=True)
+        PredictionRecord(
+            i,
+            batch.timestamp_ms,
+            batch.model,
+            batch.version,
+            inp,
+            out,
+            batch.latency_ms,
+            batch.variant,
+        )
+        for i, inp, out in zip(ids, inputs, outputs, strict=True)
     ]
 
 
