@@ -1,6 +1,6 @@
 """The prediction log's costs on this machine: append, writer throughput, sync lag, compaction.
 
-    python benchmarks/predictions_log.py [--records 200000]
+    python benchmarks/predictions_log.py [--records 200000] [--batches-only]
 
 - append: the request path, per record, with one record per call (one request) and 100 per
   call (a batch), measured while the writer thread runs;
@@ -8,7 +8,16 @@
 - sync lag under a steady load: how old the oldest not-yet-fsync'd record gets (sampled),
   against the contract of ``sync_interval_ms``;
 - compaction and query: a full spool file to a Parquet segment in a folder store, and a
-  DuckDB query over it.
+  DuckDB query over it;
+- batches (what the prediction server logs: one PredictionBatch per request, a 2-D float64
+  array of 20 columns and an int64 prediction, with or without a 2-wide ``proba``): the cost
+  of ``append`` per call (the writer running, best of five rounds), the bytes of a 64-row
+  spool line, and compaction per row of 64-row and 1-row requests (with ``proba``),
+  wall-clock and CPU of all threads, after a first small compaction (pyarrow imported, as
+  in a server that has compacted before), best of three (one round for 500k rows).
+
+``--batches-only`` skips the record measurements; the batch table is printed first, as
+Markdown.
 
 Everything lives in a temporary folder removed at the end.
 """
@@ -22,8 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from gyre.artifacts import open_artifact_store
-from gyre.predictions import PredictionLog, PredictionRecord, query
+from gyre.predictions import PredictionBatch, PredictionLog, PredictionRecord, query
 
 NOW_MS = time.time_ns() // 1_000_000
 
@@ -110,13 +121,127 @@ def compaction(folder: Path, rows: int) -> tuple[float, float]:
     return compact_s, time.perf_counter() - start
 
 
+COLUMNS = tuple(f"f{i}" for i in range(20))
+
+
+def batches(calls: int, rows: int, *, proba: bool, prefix: str = "r") -> list[PredictionBatch]:
+    """``calls`` requests of ``rows`` rows as the server logs them, each with its own arrays."""
+    rng = np.random.default_rng(7)
+    x = rng.random((calls * rows, 20))
+    predictions = rng.integers(0, 2, calls * rows)
+    p = rng.random(calls * rows)
+    made = []
+    for i in range(calls):
+        rows_of = slice(i * rows, (i + 1) * rows)
+        outputs = {"prediction": predictions[rows_of].copy()}
+        if proba:
+            outputs["proba"] = np.stack([1 - p[rows_of], p[rows_of]], axis=1)
+        made.append(
+            PredictionBatch(
+                f"{prefix}{i:032x}",
+                NOW_MS + i,
+                "churn",
+                3,
+                x[rows_of].copy(),
+                outputs,
+                1.25,
+                columns=COLUMNS,
+            )
+        )
+    return made
+
+
+def batch_append_cost(folder: Path, rows: int, calls: int, *, proba: bool) -> float:
+    """Microseconds per ``append([batch])`` of ``rows`` rows, the writer running alongside:
+    the best of five rounds of ``calls`` calls."""
+    best = float("inf")
+    with PredictionLog(folder, sync_interval_ms=50, segment_rows=10**9) as log:
+        for round_ in range(5):
+            made = batches(calls, rows, proba=proba, prefix=f"r{round_}-")
+            append = log.append
+            start = time.perf_counter()
+            for b in made:
+                append((b,))
+            best = min(best, time.perf_counter() - start)
+            log.flush()
+    return best / calls * 1e6
+
+
+def line_bytes(folder: Path, rows: int, *, proba: bool) -> int:
+    """The bytes of one spool line holding a request of ``rows`` rows."""
+    with PredictionLog(folder) as log:
+        log.append(batches(1, rows, proba=proba))
+    (path,) = folder.glob("*.jsonl")
+    return len(path.read_bytes().splitlines(keepends=True)[1])
+
+
+def batch_compaction(folder: Path, rows: int, per_request: int, rounds: int) -> tuple[float, float]:
+    """Microseconds per row, wall-clock and CPU (all threads), to compact about ``rows`` rows
+    logged as requests of ``per_request`` rows (20 float64 inputs, an int64 prediction and
+    a 2-wide proba each) into a folder store: the best of ``rounds``, after a first small
+    compaction (pyarrow imported, as in a server that has compacted once)."""
+    store = open_artifact_store(str(folder / "artifacts"))
+    best_wall = best_cpu = float("inf")
+    with PredictionLog(folder / "spool", store, segment_rows=10**9) as log:
+        log.append(batches(10, per_request, proba=True, prefix="warm-"))
+        log.compact()
+        for round_ in range(rounds):
+            logged = 0
+            while logged < rows:
+                calls = min(50_000, rows - logged) // per_request or 1
+                prefix = f"c{round_}-{logged}-"
+                log.append(batches(calls, per_request, proba=True, prefix=prefix))
+                log.flush()
+                logged += calls * per_request
+            before = log.stats()["compacted_records"]
+            wall, cpu = time.perf_counter(), time.process_time()
+            log.compact()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            assert log.stats()["compacted_records"] - before == logged
+            best_wall = min(best_wall, wall / logged * 1e6)
+            best_cpu = min(best_cpu, cpu / logged * 1e6)
+    return best_wall, best_cpu
+
+
+def batch_table(root: Path) -> list[tuple[str, str]]:
+    def compaction(name: str, rows: int, per_request: int, rounds: int) -> str:
+        wall, cpu = batch_compaction(root / name, rows, per_request, rounds)
+        return f"{wall:.2f} µs/row ({cpu:.2f} µs CPU)"
+
+    return [
+        ("append, 1-row batch", f"{batch_append_cost(root / 'b1', 1, 20_000, proba=False):.2f} µs"),
+        (
+            "append, 64-row batch",
+            f"{batch_append_cost(root / 'b64', 64, 2_000, proba=False):.1f} µs",
+        ),
+        (
+            "append, 64-row batch + proba",
+            f"{batch_append_cost(root / 'b64p', 64, 2_000, proba=True):.1f} µs",
+        ),
+        ("bytes of a 64-row line", f"{line_bytes(root / 'l64', 64, proba=False):,}"),
+        ("bytes of a 64-row line + proba", f"{line_bytes(root / 'l64p', 64, proba=True):,}"),
+        ("compact 50k rows, 64-row requests", compaction("c1", 50_000, 64, 3)),
+        ("compact 500k rows, 64-row requests", compaction("c2", 500_000, 64, 1)),
+        ("compact 50k rows, 1-row requests", compaction("c3", 50_000, 1, 3)),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--batches-only", action="store_true")
     args = parser.parse_args()
     n = args.records
     with tempfile.TemporaryDirectory(prefix="gyre-bench-pl-") as tmp:
         root = Path(tmp)
+        table = batch_table(root)
+        width = max(len(name) for name, _ in table)
+        print(f"| {'batches (20 float64 columns, int64 prediction)':<{width}} | result |")
+        print(f"|{'-' * (width + 2)}|--------|")
+        for name, value in table:
+            print(f"| {name:<{width}} | {value} |")
+        if args.batches_only:
+            return
         one = append_cost(root / "a1", n, 1)
         hundred = append_cost(root / "a100", n, 100)
         throughput = writer_throughput(root / "w", n)

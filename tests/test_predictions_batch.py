@@ -3,9 +3,13 @@ exactly the rows the equivalent PredictionRecords give."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,12 @@ from gyre.predictions import (
     PredictionLog,
     PredictionRecord,
     query,
+)
+from gyre.predictions._record import (
+    _encode_batch,
+    encode_batch,
+    encode_header,
+    encode_prediction,
 )
 from tests.fixtures.predictions import BASE_MS, records
 
@@ -193,20 +203,28 @@ def test_arrays_of_every_layout_and_dtype(tmp_path: Path, inputs: Any) -> None:
 
 
 def test_nan_is_logged_as_null_as_records_log_it(tmp_path: Path) -> None:
-    nan = float("nan")
-    inputs = np.array([[1.0, nan], [nan, 2.0]])
+    nan, inf = float("nan"), float("inf")
+    inputs = np.array([[1.0, nan], [-inf, 2.0]])
     outputs = {
         "score": np.array([nan, 0.5], dtype=np.float32),
-        "proba": np.array([[nan, 1.0], [0.5, 0.5]]),
+        "proba": np.array([[nan, 1.0], [0.5, inf]]),
     }
     b = batch("n", inputs, outputs, columns=["a", "b"])
-    line = _line_of(b, tmp_path / "line")
-    assert b'"in":[[1.0,null],[null,2.0]]' in line
+    line = orjson.loads(_line_of(b, tmp_path / "line"))
+    assert line["in"]["dt"] == "<f8" and line["out"]["score"]["dt"] == "<f4"  # binary blocks
     table = assert_same_as_records(tmp_path, [b])
     assert table.column("in_a").to_pylist() == [1.0, None]
     assert table.column("in_b").to_pylist() == [None, 2.0]
     assert table.column("out_score").to_pylist() == [None, 0.5]
-    assert table.column("out_proba").to_pylist() == [[None, 1.0], [0.5, 0.5]]
+    assert table.column("out_proba").to_pylist() == [[None, 1.0], [0.5, None]]
+    assert table.column("in_a").null_count == 1
+
+
+def test_a_float_column_null_in_every_row_is_left_out_as_for_records(tmp_path: Path) -> None:
+    nan = float("nan")
+    b = batch("n", np.array([[nan, 1.0], [nan, 2.0]]), {"p": np.array([nan, nan])})
+    table = assert_same_as_records(tmp_path, [b])
+    assert "in_age" not in table.column_names and "out_p" not in table.column_names
 
 
 def _line_of(b: PredictionBatch, spool: Path) -> bytes:
@@ -229,7 +247,30 @@ def test_a_batch_is_one_spool_line(tmp_path: Path) -> None:
         64,
         ["age", "score"],
     )
-    assert len(decoded["in"]) == 64 and decoded["out"]["prediction"] == [0] * 64
+    assert decoded["in"]["dt"] == "<f8" and decoded["in"]["sh"] == [64, 2]
+    assert base64.b64decode(decoded["in"]["b64"]) == np.arange(128.0).astype("<f8").tobytes()
+    assert decoded["out"]["prediction"]["sh"] == [64]
+    raw = 64 * 2 * 8 + 64 * 8  # the arrays' bytes
+    assert len(line) < raw * 4 / 3 + 250, "the arrays as their bytes in base64, and the head"
+
+
+def test_numeric_arrays_are_binary_blocks_and_anything_else_json(tmp_path: Path) -> None:
+    inputs = {"age": np.array([41, 42], np.int16), "city": ["oslo", "rome"], "n": np.arange(2)}
+    outputs = {
+        "label": np.array(["yes", "no"]),
+        "ok": np.array([True, False]),
+        "at": np.array(["2024-03-09", "2024-03-10"], dtype="datetime64[D]"),
+        "tags": [["a"], []],
+        "empty": np.zeros((2, 0)),
+    }
+    line = orjson.loads(_line_of(batch("d", inputs, outputs), tmp_path / "spool"))
+    assert line["cols"] is None
+    assert line["in"]["age"]["dt"] == "<i2" and line["in"]["n"]["dt"] == "<i8"
+    assert line["in"]["city"] == ["oslo", "rome"]
+    assert line["out"]["ok"] == {"dt": "|b1", "sh": [2], "b64": "AQA="}
+    assert line["out"]["label"] == ["yes", "no"]
+    assert line["out"]["at"] == ["2024-03-09T00:00:00", "2024-03-10T00:00:00"]
+    assert line["out"]["tags"] == [["a"], []] and line["out"]["empty"] == [[], []]
 
 
 def test_the_inputs_may_be_changed_after_append(store: ArtifactStore, spool: Path) -> None:
@@ -445,28 +486,404 @@ def test_a_torn_batch_line_at_the_end_is_cut_and_counted(store: ArtifactStore, s
 
 
 def test_a_batch_line_whose_columns_miss_rows_is_damaged(store: ArtifactStore, spool: Path) -> None:
-    with PredictionLog(spool) as log:
-        log.append([batch("before")])
-        log.flush()
-        (path,) = spool.glob("*.jsonl")
-        good = orjson.loads(_line_of(batch("bad"), spool.parent / "other"))
-        bad_lines = []
+    good = orjson.loads(_line_of(batch("bad"), spool.parent / "other"))
+    old = orjson.loads(old_line(batch("bad")))  # JSON numbers, as lines were written before
+    bad_lines = [
+        {**line, field: value}
+        for line in (good, old)
         for field, value in [
             ("n", 4),
-            ("in", good["in"][:2]),
             ("out", {"prediction": [1]}),
             ("cols", ["age"]),
             ("n", 0),
-        ]:
-            bad_lines.append(orjson.dumps({**good, field: value}) + b"\n")
-        with open(path, "ab") as f:
-            f.write(b"".join(bad_lines))
-        log.append([batch("after", timestamp_ms=BASE_MS + 1)])
+        ]
+    ]
+    bad_lines.append({**old, "in": old["in"][:2]})
+    _write_spool(spool, [batch("before")], bad_lines, [batch("after", timestamp_ms=BASE_MS + 1)])
     with PredictionLog(spool, store) as log:
         log.compact()
-        assert log.stats()["damaged_lines"] == 5
+        assert log.stats()["damaged_lines"] == 9
     ids = query(store, "churn").column("request_id").to_pylist()
     assert ids == [f"{rid}:{i}" for rid in ("before", "after") for i in range(3)]
+
+
+def _block(line: dict[str, Any], where: str) -> dict[str, Any]:
+    """The binary block at ``where`` (``"in"`` or ``"out.<key>"``) of a parsed line."""
+    return line["in"] if where == "in" else line["out"][where.split(".", 1)[1]]
+
+
+B64_OF_3_INTS = base64.b64encode(np.arange(3).tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("in", {"b64": "!!!!" + "A" * 60}),  # not base64
+        ("in", {"b64": "é" * 64}),  # not even ASCII
+        ("out.prediction", {"b64": B64_OF_3_INTS[:-4]}),  # fewer bytes than the shape holds
+        ("out.prediction", {"b64": B64_OF_3_INTS + "AAAA"}),  # more
+        ("out.prediction", {"b64": B64_OF_3_INTS[:-1]}),  # bad padding
+        ("out.prediction", {"dt": "<i4"}),  # twice the values its shape holds
+        ("out.prediction", {"dt": "<c16"}),  # not a dtype blocks are written in
+        ("out.prediction", {"dt": ">i8"}),
+        ("out.prediction", {"dt": 8}),
+        ("out.prediction", {"sh": [4]}),  # rows != n
+        ("out.prediction", {"sh": [3, 1, 1]}),
+        ("out.prediction", {"sh": [3.0]}),
+        ("out.prediction", {"sh": "3"}),
+        ("out.proba", {"sh": [3, 3]}),  # the bytes of 3 x 2
+        ("in", {"sh": [3, 1]}),  # the columns are 2
+        ("in", {"sh": [6]}),
+        ("in", {"dt": None}),
+        ("in", {"extra": 1}),
+        ("in", {"b64": None}),
+    ],
+)
+def test_a_damaged_binary_block_makes_its_line_damaged_not_the_compaction_fail(
+    store: ArtifactStore, spool: Path, where: str, change: dict[str, Any]
+) -> None:
+    line = orjson.loads(_line_of(batch("bad"), spool.parent / "other"))
+    block = _block(line, where)
+    block.update(change)
+    for key in [k for k, v in change.items() if v is None]:
+        del block[key]
+    _write_spool(spool, [batch("before")], [line], [batch("after", timestamp_ms=BASE_MS + 1)])
+    with PredictionLog(spool, store) as log:
+        log.compact()
+        stats = log.stats()
+    assert (stats["damaged_lines"], stats["compaction_failures"]) == (1, 0)
+    ids = query(store, "churn").column("request_id").to_pylist()
+    assert ids == [f"{rid}:{i}" for rid in ("before", "after") for i in range(3)]
+    assert list(spool.glob("*.jsonl")) == []
+
+
+def test_a_torn_binary_line_is_cut_wherever_it_tears(store: ArtifactStore, spool: Path) -> None:
+    line = _line_of(batch("torn", np.arange(128.0).reshape(64, 2), {"p": np.arange(64)}), spool)
+    assert line.index(b'"b64"') < len(line) // 2
+    for cut, name in [(len(line) // 2, "a"), (len(line) - 1, "b"), (len(line), "c")]:
+        # the last: a line all there but its \n
+        folder = spool.parent / name
+        _write_spool(folder, [batch("whole")], [])
+        (path,) = folder.glob("*.jsonl")
+        with open(path, "ab") as f:
+            f.write(line[:cut])
+        with PredictionLog(folder, store) as log:
+            log.compact()
+            stats = log.stats()
+        assert (stats["torn_records"], stats["damaged_lines"], stats["compacted_records"]) == (
+            1,
+            0,
+            3,
+        )
+
+
+# -- binary blocks and the lines written before them ---------------------------------------
+
+
+def old_line(b: PredictionBatch) -> bytes:
+    """``b``'s spool line as it was written before binary blocks: every array to orjson."""
+    inputs = dict(b.inputs) if isinstance(b.inputs, Mapping) else b.inputs
+    line = {
+        "k": "b",
+        "id": b.request_id,
+        "ts": b.timestamp_ms,
+        "m": b.model,
+        "v": b.version,
+        "var": b.variant,
+        "lat": b.latency_ms,
+        "n": len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs),
+        "cols": None if b.columns is None else list(b.columns),
+        "in": inputs,
+        "out": dict(b.outputs),
+    }
+    option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
+    return orjson.dumps(line, _old_fallback, option)
+
+
+def _old_fallback(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and not value.flags.c_contiguous:
+        return np.ascontiguousarray(value)
+    return value.tolist()
+
+
+def _write_spool(folder: Path, *parts: list[Any]) -> Path:
+    """A spool file of a process that died, in ``folder``: each part a list of batches
+    (appended, so binary), of parsed lines (written as they are) or of encoded lines."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [encode_header()]
+    for part in parts:
+        for item in part:
+            if isinstance(item, PredictionBatch | PredictionRecord):
+                line, _ = (
+                    encode_batch(item)
+                    if isinstance(item, PredictionBatch)
+                    else (
+                        encode_prediction(item),
+                        1,
+                    )
+                )
+            elif isinstance(item, dict):
+                line = orjson.dumps(item) + b"\n"
+            else:
+                line = item
+            lines.append(line)
+    path = folder / f"{time.time_ns():020d}-999999-{secrets.token_hex(4)}.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def compacted_spool(tmp_path: Path, name: str, *parts: list[Any]) -> pa.Table:
+    store = open_artifact_store(str(tmp_path / name / "artifacts"))
+    _write_spool(tmp_path / name / "spool", *parts)
+    with PredictionLog(tmp_path / name / "spool", store) as log:
+        log.compact()
+        assert log.stats()["damaged_lines"] == 0
+    return query(store, "churn", with_feedback=False)
+
+
+def assert_same_tables(*tables: pa.Table) -> None:
+    first = tables[0]
+    for other in tables[1:]:
+        assert other.schema == first.schema
+        assert other.to_pylist() == first.to_pylist()
+
+
+MANY_DTYPES = {
+    "f8": np.float64,
+    "f4": np.float32,
+    "f2": np.float16,
+    "i8": np.int64,
+    "i4": np.int32,
+    "i2": np.int16,
+    "i1": np.int8,
+    "u8": np.uint64,
+    "u4": np.uint32,
+    "u2": np.uint16,
+    "u1": np.uint8,
+    "b1": np.bool_,
+}
+
+
+def _requests(dtype: Any, count: int = 3) -> list[PredictionBatch]:
+    """Requests of 1 to ``count`` rows of ``dtype`` inputs and outputs, of values exactly
+    representable in every dtype (so the JSON of a float32 is the same number)."""
+    made = []
+    for i in range(count):
+        rows = i + 1
+        values = (
+            (np.arange(rows * 3).reshape(rows, 3) % 2 == 0)
+            if dtype is np.bool_
+            else (
+                np.arange(rows * 3).reshape(rows, 3) * 0.5
+                if np.dtype(dtype).kind == "f"
+                else np.arange(rows * 3).reshape(rows, 3) + 250
+            )
+        )
+        x = values.astype(dtype)
+        made.append(
+            PredictionBatch(
+                f"q{i}",
+                BASE_MS + i,
+                "churn",
+                3,
+                x,
+                {"prediction": x[:, 0].copy(), "proba": x[:, 1:].copy(), "tail": x[::-1, 2]},
+                0.5,
+                columns=("a", "b", "c"),
+            )
+        )
+    return made
+
+
+@pytest.mark.parametrize("name", list(MANY_DTYPES))
+def test_binary_and_json_lines_compact_to_the_table_records_give(tmp_path: Path, name: str) -> None:
+    requests = _requests(MANY_DTYPES[name])
+    binary = compacted_spool(tmp_path, "binary", requests)
+    json = compacted_spool(tmp_path, "json", [old_line(b) for b in requests])
+    records = compacted_spool(tmp_path, "records", [r for b in requests for r in as_records(b)])
+    assert_same_tables(binary, json, records)
+    kind = np.dtype(MANY_DTYPES[name]).kind
+    expected = {"f": pa.float64(), "b": pa.bool_()}.get(kind, pa.int64())
+    assert binary.schema.field("in_a").type == expected
+    assert binary.schema.field("out_proba").type == pa.list_(expected)
+    assert binary.num_rows == 6 and binary.column("request_id").to_pylist()[:2] == [
+        "q0",
+        "q1:0",
+    ]
+
+
+def test_float32_values_are_kept_exactly_as_doubles(tmp_path: Path) -> None:
+    x = np.array([[0.1, 1 / 3]], dtype=np.float32)
+    b = PredictionBatch("f", BASE_MS, "churn", 3, x, {"p": x[:, 0]}, 0.5, columns=("a", "b"))
+    table = assert_same_as_records(tmp_path, [b])  # records from .tolist(): the same doubles
+    assert table.column("in_a").to_pylist() == [float(np.float32(0.1))] == [0.10000000149011612]
+    assert table.schema.field("in_a").type == pa.float64()
+
+
+def test_uint64_beyond_int64_takes_the_path_records_take(tmp_path: Path) -> None:
+    big = np.array([[2**64 - 1], [1]], dtype=np.uint64)
+    b = PredictionBatch("u", BASE_MS, "churn", 3, big, {"p": big[:, 0]}, 0.5, columns=("a",))
+    binary = compacted_spool(tmp_path, "binary", [b])
+    json = compacted_spool(tmp_path, "json", [old_line(b)])
+    assert_same_tables(binary, json)
+    assert binary.column("in_a").to_pylist() == [str(2**64 - 1), "1"]  # as text, as before
+
+
+def test_mixed_partitions_compact_as_their_rows_as_records_do(tmp_path: Path) -> None:
+    """Binary and JSON batch lines, "p" records, a column that is int in one block and
+    float in another, columns and outputs that some lines lack, 2-D blocks of several
+    column lists, one-row batches: one partition, the same table as records give."""
+    floats = np.arange(8.0).reshape(4, 2) / 4
+    ints = np.arange(6).reshape(3, 2)
+    nan = float("nan")
+    requests = [
+        batch("f", floats, {"prediction": np.arange(4), "proba": floats}),
+        batch("i", ints, {"prediction": np.array([1.5, nan, 2.5])}),  # float after int
+        batch("s", floats[:1], {"prediction": np.array([7])}),  # one row
+        batch("o", floats[:2], {"other": np.array([True, False])}, columns=("score", "x")),
+        batch("d", {"age": np.array([1, 2]), "city": ["a", "b"]}, {"proba": np.eye(2)[:, :1]}),
+        batch("w", floats[:2], {"proba": np.ones((2, 3)), "prediction": np.zeros(2, np.int8)}),
+    ]
+    extra = records(2, prefix="rec", inputs=lambda i: {"age": 30 + i, "score": 0.5})
+    old = [old_line(b) for b in requests[:3]]
+    mixed = compacted_spool(tmp_path, "mixed", requests[:2], old, extra, requests[2:], old[1:])
+    as_rows = [
+        *[r for b in requests[:2] for r in as_records(b)],
+        *[r for b in requests[:3] for r in as_records(b)],
+        *extra,
+        *[r for b in requests[2:] for r in as_records(b)],
+        *[r for b in requests[1:3] for r in as_records(b)],
+    ]
+    expected = compacted_spool(tmp_path, "records", as_rows)
+    assert_same_tables(mixed, expected)
+    assert mixed.schema.field("out_prediction").type == pa.float64()
+    assert mixed.schema.field("out_proba").type == pa.list_(pa.float64())
+
+
+def test_binary_columns_missing_in_some_lines_are_null_there(tmp_path: Path) -> None:
+    requests = [
+        batch("a", np.ones((2, 2)), {"p": np.array([1, 2]), "proba": np.eye(2)}),
+        batch("b", np.ones((3, 2)), {"q": np.array([0.5, float("nan"), 1.5])}),
+        batch("c", np.ones((1, 1)), {"p": np.array([3])}, columns=("age",)),
+        batch("d", np.zeros((2, 2)), {"proba": np.ones((2, 2)) / 2}, columns=("x", "y")),
+    ]
+    table = assert_same_as_records(tmp_path, requests)
+    assert table.column("out_p").to_pylist() == [1, 2, None, None, None, 3, None, None]
+    assert table.column("out_q").to_pylist()[2:5] == [0.5, None, 1.5]
+    assert table.column("out_proba").to_pylist()[:3] == [[1.0, 0.0], [0.0, 1.0], None]
+    assert table.column("in_x").to_pylist() == [None] * 6 + [0.0, 0.0]
+
+
+def test_many_one_row_requests_compact_as_records(tmp_path: Path) -> None:
+    """Hundreds of one-row requests (their arrays joined in bulk), some lacking an output,
+    some of another dtype, one float NaN: the table their rows as records give."""
+    rng = np.random.default_rng(3)
+    requests = []
+    for i in range(600):
+        outputs: dict[str, Any] = {"prediction": rng.integers(0, 3, 1)}
+        if i % 5 == 0:
+            outputs["prediction"] = outputs["prediction"] / 2  # a float, in some lines
+        if i % 7:
+            outputs["proba"] = rng.random((1, 2))
+        if i % 3 == 0:
+            outputs["flag"] = np.array([i % 2 == 0])
+        inputs = rng.random((1, 2))
+        if i == 99:
+            inputs[0, 1] = float("nan")
+        requests.append(batch(f"r{i}", inputs, outputs, timestamp_ms=BASE_MS + i))
+    table = assert_same_as_records(tmp_path, requests)
+    assert table.schema.field("out_flag").type == pa.bool_()
+    assert table.schema.field("out_prediction").type == pa.float64()
+    assert table.column("in_score").null_count == 1
+
+
+def test_integers_and_vectors_of_several_dtypes_in_one_column_keep_their_values(
+    tmp_path: Path,
+) -> None:
+    big = 2**62 + 1  # a double cannot hold it
+    requests = [
+        batch(
+            f"r{i}",
+            np.ones((2, 2)),
+            {
+                "id": np.array([big, i], np.uint64 if i % 2 else np.int64),
+                "proba": np.ones((2, 2), np.float32 if i % 3 else np.float64) / 4,
+            },
+        )
+        for i in range(300)
+    ]
+    table = assert_same_as_records(tmp_path, requests)
+    ids = {row["request_id"]: row["out_id"] for row in table.to_pylist()}
+    assert (ids["r0:0"], ids["r0:1"], ids["r1:0"], ids["r1:1"]) == (big, 0, big, 1)
+    assert table.schema.field("out_id").type == pa.int64()
+
+
+def test_many_one_row_requests_of_one_kind_take_the_array_path(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    requests = [
+        batch(
+            f"r{i}",
+            rng.random((1, 2)),
+            {"prediction": rng.integers(0, 3, 1), "proba": rng.random((1, 2))},
+            timestamp_ms=BASE_MS + i,
+        )
+        for i in range(400)
+    ]
+    table = assert_same_as_records(tmp_path, requests)
+    assert table.schema.field("out_prediction").type == pa.int64()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: batch("a"),
+        lambda: batch("b", np.array([[1, 2]], np.int32), {"p": np.array([True])}),
+        lambda: batch("c", np.ones((64, 2)), {"p": np.zeros(64, int), "q": np.ones((64, 2))}),
+        lambda: batch("d", np.ones((2, 2)), {}, columns=["age", "score"]),
+        lambda: batch("e", np.ones((2, 2)), {"p": np.zeros(2)}, latency_ms=float("nan")),
+        lambda: batch('f\n"é', np.ones((1, 2)), {'k"\n': np.zeros(1)}, model='m"\n'),
+    ],
+)
+def test_the_fast_encoding_writes_what_the_general_one_writes(make: Any) -> None:
+    b = make()
+    fast = encode_batch(b)
+    assert fast == _encode_batch(b)
+    assert orjson.loads(fast[0])["in"]["dt"]  # it was binary
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"timestamp_ms": 2**70}, "not JSON-able"),
+        ({"version": True}, "version"),
+        ({"model": type("Name", (str,), {})("churn")}, "model"),
+        ({"request_id": ""}, "request_id"),
+        ({"variant": ["primary"]}, "variant"),
+        ({"latency_ms": object()}, "not JSON-able"),
+        ({"columns": "ab"}, "columns"),
+        ({"columns": ("age", "age")}, "columns"),
+    ],
+)
+def test_a_batch_like_one_seen_before_is_checked_all_the_same(
+    change: dict[str, Any], field: str
+) -> None:
+    good = batch("good", np.ones((1, 2)), {"p": np.zeros(1)})
+    encode_batch(good)  # its pieces are cached now
+    bad = dataclasses.replace(good, **change)
+    with pytest.raises((InvalidArgument, TypeError)) as caught:
+        encode_batch(bad)
+    assert isinstance(caught.value, InvalidArgument), caught.value
+    assert field in caught.value.message
+
+
+def test_appending_one_row_requests_remembers_about_the_last_100_000(spool: Path) -> None:
+    with PredictionLog(spool, sync_interval_ms=10) as log:
+        x = np.ones((1, 2))
+        for i in range(110_000):
+            log.append([batch(f"r{i}", x, {"p": np.zeros(1)})])
+        labels = [("r0", 1), ("r9000", 1), ("r20000", 1), ("r109999", 1), ("r109999:0", 1)]
+        result = log.append_feedback("churn", labels)
+    assert result == FeedbackResult(5, 2, 3)
 
 
 KILLED_BATCH_WRITER = """

@@ -11,7 +11,8 @@ compactor can ever take a file its writer is about to fill.
 Reading a file for compaction keeps every complete line. A last line without its ``\\n``
 (the writer died mid-write) is *torn*: it is counted, and the file is truncated to its
 last complete line. A line in the middle that does not parse, or a batch line whose columns
-do not hold its row count, is counted as damaged and skipped; the lines after it are kept.
+do not hold its row count (or one of whose binary blocks does not decode to its dtype and
+shape), is counted as damaged and skipped; the lines after it are kept.
 Counts are of lines: a torn or damaged batch line loses its rows and counts once.
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from gyre.predictions._record import batch_rows, encode_header
+from gyre.predictions._record import decode_batch, encode_header
 
 __all__ = ["ClaimedSpool", "SpoolContents", "SpoolWriter", "claim_finished"]
 
@@ -153,8 +154,8 @@ class ClaimedSpool:
 
     def read(self) -> SpoolContents:
         """The file's prediction (``"p"``), batch (``"b"``) and feedback (``"f"``) lines,
-        each with its line number as ``"_line"``; a torn last line is counted and cut off
-        the file."""
+        each with its line number as ``"_line"``, the binary blocks of batches decoded into
+        numpy arrays; a torn last line is counted and cut off the file."""
         with os.fdopen(os.dup(self._fd), "rb") as f:
             data = f.read()
         contents = SpoolContents(self.spool_id)
@@ -168,21 +169,27 @@ class ClaimedSpool:
             )
             os.ftruncate(self._fd, end)
             os.fsync(self._fd)
-        for number, raw in enumerate(data[:end].splitlines()):
+        view = memoryview(data)
+        seen: list[Any] = []  # the last column list of a batch: see decode_batch
+        start = number = 0
+        while start < end:
+            stop = data.index(b"\n", start, end)
             try:
-                line = orjson.loads(raw)
+                line = orjson.loads(view[start:stop])
                 if not isinstance(line, dict):
                     raise ValueError("not an object")
                 kind = line.get("k")
-                if kind == "b" and batch_rows(line) is None:
-                    raise ValueError("a batch whose columns do not hold its rows")
+                if kind == "b" and decode_batch(line, seen) is None:
+                    raise ValueError("a batch whose columns or blocks do not hold its rows")
             except ValueError:
                 contents.damaged += 1
                 logger.warning("spool file %s: line %d is damaged, skipped", self.path, number + 1)
-                continue
-            if kind in ("p", "f", "b"):
-                line["_line"] = number
-                contents.lines.append(line)
+            else:
+                if kind in ("p", "f", "b"):
+                    line["_line"] = number
+                    contents.lines.append(line)
+            start = stop + 1
+            number += 1
         return contents
 
     def remove(self) -> None:
