@@ -42,10 +42,12 @@ def _apply(store: SqlStore, name: str, pipeline: str, model: str = "churn", **mo
     return apply_trigger(store, TriggerSpec.from_dict(raw))
 
 
-def _day_after(store: SqlStore, name: str, hour: int) -> datetime:
-    """``hour``:00 UTC on the day after the trigger was created: safely in its future."""
+def _first_at_hour(store: SqlStore, name: str, hour: int) -> datetime:
+    """The first ``hour``:00 UTC after the trigger was created (the same day when it was
+    created before that hour): the first time a daily schedule at that hour is due."""
     created = datetime.fromtimestamp(store.get_trigger(name).created_time / 1000, UTC)
-    return (created + timedelta(days=1)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    first = created.replace(hour=hour, minute=0, second=0, microsecond=0)
+    return first if first > created else first + timedelta(days=1)
 
 
 def _audit(store: SqlStore, model: str, action: str) -> list[dict[str, object]]:
@@ -159,7 +161,7 @@ def test_cron_triggers_fire_when_their_time_comes_and_once_per_time(
 ) -> None:
     _apply(sqlite_store, "nightly", "retrain", schedule="0 3 * * *", params={"n": 1})
     scheduler = TriggerScheduler(sqlite_store)
-    three = _day_after(sqlite_store, "nightly", 3)
+    three = _first_at_hour(sqlite_store, "nightly", 3)
     assert scheduler.tick(three - timedelta(minutes=1)) == []
     [run] = scheduler.tick(three + timedelta(seconds=2))
     assert run.cause == "schedule" and run.ok
@@ -221,7 +223,7 @@ def test_one_run_per_model_a_manual_fire_is_refused_a_due_one_waits(
     _apply(store, "slow", "blocking")
     _apply(store, "hourly", "retrain", schedule="0 * * * *", params={"n": 5})
     _apply(store, "other-model", "retrain", model="fraud", schedule="0 * * * *")
-    noon = _day_after(store, "slow", 12)
+    noon = _first_at_hour(store, "slow", 12)
     outcome: list[object] = []
     worker = threading.Thread(
         target=lambda: outcome.append(fire_trigger(store, "slow", "by hand", noon)), daemon=True
