@@ -189,6 +189,11 @@ async def test_shadow_answers_are_logged_never_returned_nor_waited_for(tmp_path:
                 assert answer.status_code == 200
                 assert answer.json()["predictions"] == [13.0]
                 assert answer.headers["x-gyre-model-version"] == "1"
+
+            async def primaries_logged() -> bool:  # logged in the event loop's next turn
+                return len(log.records) == 3
+
+            await until(primaries_logged)
             assert [r.variant for r in log.records] == ["primary"] * 3
             Scaled.RELEASE.set()
 

@@ -251,6 +251,7 @@ class _Server:
         self._tasks: list[asyncio.Task[None]] = []
         self._shadows: set[asyncio.Task[None]] = set()
         self.deadlines = Deadlines(limits.request_timeout_s)
+        self._log_pending: list[tuple[Any, ...]] = []  # see log_prediction
 
     # -- lifespan -----------------------------------------------------------------------
 
@@ -294,6 +295,7 @@ class _Server:
                 await asyncio.wait(set(self._shadows), timeout=self.limits.request_timeout_s)
             await asyncio.gather(*(slot.close() for slot in self.slots.values()))
             if self.log is not None:
+                self.append_pending()  # answered in the loop's last turn
                 await run_in_threadpool(self.log.close)
             for close in self.on_close:
                 close()
@@ -435,26 +437,40 @@ class _Server:
         and its variant. Never raises: the answer is already computed."""
         if self.log is None:
             return
+        since = info.started if started is None else started
+        latency = round((time.perf_counter() - since) * 1000, 3)
+        # Made into a batch and appended together with the other requests answered in this
+        # turn of the event loop (a batch's worth under load): one loop over them runs
+        # several times faster per request than the same work between everything else.
+        pending = self._log_pending
+        pending.append((info.request_id, time.time_ns() // 1_000_000, deployment, prepared,
+                        outputs, latency, variant or info.variant))  # fmt: skip
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self.append_pending)
+
+    def append_pending(self) -> None:
+        pending, self._log_pending = self._log_pending, []
+        if self.log is None or not pending:
+            return
+        batches: list[PredictionBatch] = []
+        for rid, now_ms, dep, prepared, outputs, latency, variant in pending:
+            try:
+                inputs, columns = _log_inputs(prepared, dep.column_names)
+                rows = len(inputs) if columns is not None else len(next(iter(inputs.values())))
+                batches.append(PredictionBatch(rid, now_ms, dep.name, dep.log_version, inputs,
+                                               _log_outputs(outputs, rows), latency, variant,
+                                               columns))  # fmt: skip
+            except Exception:  # the log must never fail a prediction that was answered
+                logger.exception("could not log prediction %s", rid)
         try:
-            now_ms = time.time_ns() // 1_000_000
-            since = info.started if started is None else started
-            latency = round((time.perf_counter() - since) * 1000, 3)
-            inputs, columns = _log_inputs(prepared, deployment.column_names)
-            rows = len(inputs) if columns is not None else len(next(iter(inputs.values())))
-            batch = PredictionBatch(
-                info.request_id,
-                now_ms,
-                deployment.name,
-                deployment.log_version,
-                inputs,
-                _log_outputs(outputs, rows),
-                latency,
-                variant or info.variant,
-                columns,
-            )
-            self.log.append((batch,))
-        except Exception:  # the log must never fail a prediction that was answered
-            logger.exception("could not log prediction %s", info.request_id)
+            self.log.append(batches)
+        except Exception:
+            # one bad batch must not cost its neighbours their record: one by one
+            for batch in batches:
+                try:
+                    self.log.append((batch,))
+                except Exception:
+                    logger.exception("could not log prediction %s", batch.request_id)
 
     # -- shadow ---------------------------------------------------------------------------
 
@@ -765,6 +781,7 @@ def _gyre_routes(server: _Server) -> list[Route]:
                 "feedback is not recorded: the prediction log is off",
                 hint="start `gyre serve` without --no-log",
             )
+        server.append_pending()  # predictions answered this turn first: labels may name them
         result = server.log.append_feedback(name, pairs)
         info.rows = len(pairs)
         body = {"model": name, "accepted": len(pairs)}
