@@ -385,17 +385,8 @@ def decode_batch(line: dict[str, Any], seen: list[Any] | None = None) -> int | N
     if type(n) is not int or n < 1 or type(line.get("id")) is not str:
         return None
     outputs = line.get("out")
-    if type(outputs) is not dict:
+    if type(outputs) is not dict or not _decode_columns(outputs, n):
         return None
-    for key, values in outputs.items():
-        if type(values) is list:
-            if len(values) != n:
-                return None
-        else:
-            array = _unblock(values, n, None)
-            if array is None:
-                return None
-            outputs[key] = array
     inputs = line.get("in")
     columns = line.get("cols")
     if type(columns) is list:  # a 2-D array: a block, or a list of rows
@@ -415,18 +406,24 @@ def decode_batch(line: dict[str, Any], seen: list[Any] | None = None) -> int | N
             return None
         line["in"] = array
         return n
-    if type(inputs) is not dict:
+    if type(inputs) is not dict or not _decode_columns(inputs, n):
         return None
-    for key, values in inputs.items():
+    return n
+
+
+def _decode_columns(columns: dict[str, Any], n: int) -> bool:
+    """Each of ``columns`` (a line's outputs, or its inputs by column) holds ``n`` values:
+    a list as it is, a binary block decoded in place; False if any does not."""
+    for key, values in columns.items():
         if type(values) is list:
             if len(values) != n:
-                return None
+                return False
         else:
             array = _unblock(values, n, None)
             if array is None:
-                return None
-            inputs[key] = array
-    return n
+                return False
+            columns[key] = array
+    return True
 
 
 _DECODED: dict[str, Any] = {}  # binary dtype spelling -> numpy dtype, on first decoding
