@@ -7,9 +7,6 @@ folder, which behaves the same through the ArtifactStore seam.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,7 +28,7 @@ from gyre.predictions import (
     query,
     query_frame,
 )
-from tests.fixtures.predictions import BASE_MS, records
+from tests.fixtures.predictions import BASE_MS, kill_9_after_ack, records
 from tests.fixtures.server import LiveServer
 
 
@@ -226,22 +223,7 @@ while True:  # keep the writer busy until the kill: a write may be cut in half
 def test_acked_records_survive_kill_9(tmp_path: Path, store: ArtifactStore) -> None:
     spool = tmp_path / "spool"
     n = 20_000
-    proc = subprocess.Popen(
-        [sys.executable, "-c", KILLED_WRITER, str(spool), str(n), "50"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        line = proc.stdout.readline()
-        assert line.strip() == "acked", proc.stderr.read()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL
+    kill_9_after_ack(KILLED_WRITER, str(spool), str(n), "50")
     with PredictionLog(spool, store) as log:  # a fresh process on the same folder
         log.compact()
         stats = log.stats()
