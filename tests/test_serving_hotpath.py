@@ -8,13 +8,20 @@ import asyncio
 import io
 import json
 import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from gyre.errors import InvalidArgument
+from gyre.models import load_model
+from gyre.serving import ServedModel
 from gyre.serving._deadlines import Deadlines
 from gyre.serving._logging import ACCESS_LOGGER, AccessLogHandler, fast_access_handler
 from gyre.serving._telemetry import _LATENCY_BUCKETS, Telemetry
+from tests.test_serving_app import FakeLog, save_doubler, serving
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +199,31 @@ def test_access_lines_go_through_logging_unless_the_handler_is_alone() -> None:
     finally:
         handler.close()
         _access_logger("gyre.test.access")
+
+
+# -- the prediction log ----------------------------------------------------------------------
+
+
+class _Refusing(FakeLog):
+    """A log that refuses any call holding request ``r3`` (nothing of that call is kept, as
+    PredictionLog does with a record it cannot log)."""
+
+    def append(self, records: Sequence[Any]) -> None:
+        if any(r.request_id == "r3" for r in records):
+            raise InvalidArgument("request 'r3' holds a value that is not JSON-able")
+        super().append(records)
+
+
+async def test_a_refused_prediction_costs_no_other_its_record(tmp_path: Path) -> None:
+    doubler = load_model(save_doubler(tmp_path / "doubler"))
+    log = _Refusing()
+    async with serving([ServedModel("dbl", "1", doubler)], prediction_log=log) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post("/predict/dbl", json=[{"x": float(i)}],
+                            headers={"X-Request-ID": f"r{i}"})
+                for i in range(6)
+            )
+        )  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 6, "answers never wait on the log"
+    assert sorted(r.request_id for r in log.records) == ["r0", "r1", "r2", "r4", "r5"]

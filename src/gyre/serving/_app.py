@@ -464,13 +464,15 @@ class _Server:
                 logger.exception("could not log prediction %s", rid)
         try:
             self.log.append(batches)
-        except Exception:
-            # one bad batch must not cost its neighbours their record: one by one
+        except InvalidArgument:
+            # one batch the log refuses must not cost its neighbours their record
             for batch in batches:
                 try:
                     self.log.append((batch,))
-                except Exception:
-                    logger.exception("could not log prediction %s", batch.request_id)
+                except InvalidArgument as exc:
+                    logger.error("could not log prediction %s: %s", batch.request_id, exc)
+        except Exception as exc:  # the spool is behind or failing: it says why, once
+            logger.error("could not log %d predictions: %s", len(batches), exc)
 
     # -- shadow ---------------------------------------------------------------------------
 

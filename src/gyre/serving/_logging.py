@@ -142,6 +142,7 @@ class AccessLogHandler(logging.Handler):
         self._lines: list[str] = []
         self._size = 0
         self._buffer_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._closed = threading.Event()
         self._writer = threading.Thread(target=self._run, name="gyre-access-log", daemon=True)
         self._writer.start()
@@ -183,7 +184,7 @@ class AccessLogHandler(logging.Handler):
             lines, self._lines, self._size = self._lines, [], 0
         if not lines:
             return
-        with self.lock or threading.Lock():  # one writer at a time; lines stay in order
+        with self._write_lock:  # one writer at a time; lines stay in order
             try:
                 self.stream.write("\n".join(lines) + "\n")
                 self.stream.flush()
