@@ -385,7 +385,8 @@ def test_spool_files_are_cut_by_rows_never_inside_a_batch(
 ) -> None:
     four = np.arange(8.0).reshape(4, 2)
     with PredictionLog(spool, store, segment_rows=10) as log:
-        log.append([batch(f"b{i}", four, {"p": np.arange(4)}) for i in range(5)])  # 20 rows
+        for i in range(5):  # 20 rows, a line each (one call would make them one line)
+            log.append([batch(f"b{i}", four, {"p": np.arange(4)})])
         log.append(records(3))
         log.append([batch("huge", np.zeros((25, 2)), {"p": np.zeros(25)})])
         log.flush()
@@ -830,6 +831,169 @@ def test_many_one_row_requests_of_one_kind_take_the_array_path(tmp_path: Path) -
     assert table.schema.field("out_prediction").type == pa.int64()
 
 
+# -- requests logged in one call: group lines ----------------------------------------------
+
+
+def _spool_lines(spool: Path) -> list[dict[str, Any]]:
+    return [
+        orjson.loads(raw)
+        for path in sorted(spool.glob("*.jsonl"))
+        for raw in path.read_bytes().splitlines()[1:]
+    ]
+
+
+def _server_turn(n: int, *, prefix: str = "r", start_ms: int = BASE_MS) -> list[PredictionBatch]:
+    """``n`` requests as a server answers them in one turn: one row each, but every fifth
+    request has three; each its own latency and timestamp."""
+    rng = np.random.default_rng(n)
+    made = []
+    for i in range(n):
+        rows = 3 if i % 5 == 4 else 1
+        outputs = {"prediction": rng.integers(0, 2, rows), "proba": rng.random((rows, 2))}
+        made.append(
+            batch(
+                f"{prefix}{i}",
+                rng.random((rows, 2)),
+                outputs,
+                timestamp_ms=start_ms + i // 7,
+                latency_ms=0.25 * (i % 9),
+            )
+        )
+    return made
+
+
+def test_requests_logged_in_one_call_share_a_line_and_compact_as_records(
+    tmp_path: Path,
+) -> None:
+    turn = _server_turn(40)
+    other = batch("other-dtype", np.ones((2, 2), np.float32), {"prediction": np.arange(2)})
+    canary = batch("canary", np.ones((1, 2)), {"prediction": np.arange(1)}, variant="canary")
+    dicts = batch("dict", {"age": np.array([1.0]), "score": [0.5]}, {"prediction": np.ones(1)})
+    call = [*turn[:20], other, canary, dicts, *turn[20:]]
+    store = open_artifact_store(str(tmp_path / "grouped" / "artifacts"))
+    spool = tmp_path / "grouped" / "spool"
+    with PredictionLog(spool, store, sync_interval_ms=60_000) as log:
+        log.append([batch("first")])  # (a kind of batch is checked alone the first time)
+        log.append(call)
+        assert log.stats()["appended_records"] == 3 + 56 + 2 + 1 + 1
+        log.flush()
+        lines = _spool_lines(spool)
+        grouped = [line for line in lines if isinstance(line["id"], list)]
+        assert len(grouped) == 1 and len(lines) == 5, "the 40 requests of one kind: one line"
+        (group,) = grouped
+        assert group["id"] == [b.request_id for b in turn]
+        assert group["rq"] == [len(b.inputs) for b in turn]
+        assert group["n"] == sum(group["rq"]) == 56
+        assert group["lat"] == [b.latency_ms for b in turn]
+        assert group["ts"] == [b.timestamp_ms for b in turn]
+    from_call = query(store, "churn", with_feedback=False)
+    from_records = compacted(tmp_path, "records", [as_records(b) for b in [batch("first"), *call]])
+    assert_same_tables(from_call, from_records)
+    rows = {r["request_id"]: r for r in from_call.to_pylist()}
+    assert rows["r4:2"]["latency_ms"] == 1.0 and rows["r5"]["latency_ms"] == 1.25
+    assert "r4" not in rows and "r0" in rows, "ids as the requests' own rows would have"
+
+
+def test_a_group_of_one_row_requests_has_no_row_counts(spool: Path) -> None:
+    one_row = [b for b in _server_turn(30) if len(b.inputs) == 1]
+    with PredictionLog(spool) as log:
+        log.append(one_row[:1])
+        log.append(one_row[1:])
+    group = _spool_lines(spool)[1]
+    assert group["n"] == len(group["id"]) == len(one_row) - 1 and "rq" not in group
+
+
+def test_feedback_for_requests_of_a_group_line_counts_as_matched(spool: Path) -> None:
+    turn = _server_turn(10)
+    with PredictionLog(spool) as log:
+        log.append(turn[:1])
+        log.append(turn[1:])
+        labels = [("r1", 1), ("r4:0", 0), ("r4:2", 1), ("r9:1", 1), ("r9", 0), ("r4:3", 1)]
+        assert log.append_feedback("churn", labels) == FeedbackResult(6, 4, 2)
+
+
+def test_requests_of_two_utc_days_in_one_call_go_to_their_own_days(
+    store: ArtifactStore, spool: Path
+) -> None:
+    midnight = BASE_MS - BASE_MS % 86_400_000 + 86_400_000
+    late = _server_turn(14, prefix="late", start_ms=midnight - 1)  # 7 of them a ms later
+    with PredictionLog(spool, store) as log:
+        log.append(late[:1])
+        log.append(late[1:])
+        segments = log.compact()
+    assert sorted(s.rsplit("/", 1)[0] for s in segments) == [
+        "predictions/churn/3/2024-03-09",
+        "predictions/churn/3/2024-03-10",
+    ]
+    after = query(store, "churn", since=midnight).column("request_id").to_pylist()
+    assert sorted({rid.split(":")[0] for rid in after}) == sorted(
+        b.request_id for b in late if b.timestamp_ms >= midnight
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"id": ["a", "b"]},  # fewer ids than requests
+        {"id": ["a", "", "c", "d", "e"]},
+        {"id": ["a", 2, "c", "d", "e"]},
+        {"ts": [BASE_MS] * 4},
+        {"ts": [BASE_MS, BASE_MS, BASE_MS, BASE_MS, BASE_MS + 86_400_000]},  # two days
+        {"ts": [BASE_MS, BASE_MS, BASE_MS, BASE_MS, float(BASE_MS)]},
+        {"lat": [1.0, 1.0]},
+        {"lat": [1.0, 1.0, "slow", 1.0, 1.0]},
+        {"rq": [1, 1, 1, 2, 3]},  # more rows than n
+        {"rq": [1, 1, 1, 0, 3]},
+        {"rq": [1, 1, 1, 3]},
+        {"rq": None},  # none: as many rows as requests
+        {"rq": [1, 1, 1, 1, True, 2]},
+        {"lat": None},
+    ],
+)
+def test_a_damaged_group_line_is_skipped_not_the_compaction_failed(
+    store: ArtifactStore, spool: Path, change: dict[str, Any]
+) -> None:
+    turn = _server_turn(5, prefix="g")  # 7 rows: g4 has 3
+    with PredictionLog(spool.parent / "other") as log:
+        log.append(turn[:1])
+        log.append(turn)
+    line = _spool_lines(spool.parent / "other")[1]
+    assert line["rq"] == [1, 1, 1, 1, 3]
+    line.update(change)
+    for key in [k for k, v in change.items() if v is None]:
+        del line[key]
+    _write_spool(spool, [batch("before")], [line], [batch("after", timestamp_ms=BASE_MS + 1)])
+    with PredictionLog(spool, store) as log:
+        log.compact()
+        stats = log.stats()
+    assert (stats["damaged_lines"], stats["compaction_failures"]) == (1, 0)
+    ids = query(store, "churn").column("request_id").to_pylist()
+    assert ids == [f"{rid}:{i}" for rid in ("before", "after") for i in range(3)]
+
+
+def test_models_of_other_columns_taking_turns_in_one_spool_file_compact(
+    store: ArtifactStore, spool: Path
+) -> None:
+    """Two models with their own columns, their requests alternating in one spool file
+    (as a server of two models writes): hundreds of lines of each compact, every value in
+    its place."""
+    rng = np.random.default_rng(5)
+    sent: dict[str, list[float]] = {}
+    with PredictionLog(spool, store) as log:
+        for i in range(300):
+            for model, columns in (("churn", ("age", "score")), ("fraud", ("amount", "hour"))):
+                x = rng.random((2, 2))
+                rid = f"{model}-{i}"
+                sent[rid] = x[:, 1].tolist()
+                log.append([batch(rid, x, {"p": np.arange(2)}, model=model, columns=columns)])
+    for model, column in (("churn", "in_score"), ("fraud", "in_hour")):
+        rows = query(store, model).to_pylist()
+        assert len(rows) == 600
+        for r in rows:
+            rid, i = r["request_id"].rsplit(":", 1)
+            assert r[column] == sent[rid][int(i)]
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -896,15 +1060,15 @@ def request(rid, rows):
     return PredictionBatch(rid, 1_710_000_000_000, "churn", 1, x[:rows],
                            {"prediction": np.arange(rows) % 2}, 0.5, columns=columns)
 
-for i in range(n):
-    log.append([request(f"acked-{i}", 1 + i % 64)])
+for start in range(0, n, 8):  # as a server logs them: a call (so a line) per 8 requests
+    log.append([request(f"acked-{i}", 1 + i % 64) for i in range(start, min(start + 8, n))])
 last_append = time.monotonic()
 while time.monotonic() - last_append < interval_ms / 1000:  # the contract's interval
     time.sleep(0.001)
 print("acked", flush=True)
 i = 0
 while True:  # keep the writer busy until the kill: a write may be cut in half
-    log.append([request(f"extra-{i}", 64)])
+    log.append([request(f"extra-{i}-{j}", 64) for j in range(4)])
     i += 1
     time.sleep(0.0005)
 """

@@ -51,6 +51,7 @@ from gyre.predictions._record import (
     encode_batch,
     encode_feedback,
     encode_prediction,
+    encode_records,
 )
 
 __all__ = ["PredictionLog"]
@@ -169,7 +170,9 @@ class PredictionLog:
 
         A :class:`PredictionBatch` (one request's rows, column-wise) is one spool line,
         expanded into its rows only at compaction; it may be mixed with
-        :class:`PredictionRecord` s.
+        :class:`PredictionRecord` s. Batches of one call that share their model, version,
+        variant, columns and array types share a line (see ``_record.encode_records``):
+        log the requests answered together in one call.
 
         InvalidArgument naming a record that cannot be logged (nothing of the call is
         queued then); BackendUnavailable when the spool is far behind (the disk has stopped
@@ -182,22 +185,7 @@ class PredictionLog:
                 line, n = encode_prediction(r), 1  # raises for anything but a record
             self._enqueue_one(line, n, r.request_id)
             return
-        lines: list[bytes] = []
-        counts: list[int] = []
-        ids: list[str] = []
-        batches: list[tuple[str, int]] = []
-        for r in records:
-            if isinstance(r, PredictionBatch):
-                line, n = encode_batch(r)
-                if n == 1:
-                    ids.append(r.request_id)
-                else:
-                    batches.append((r.request_id, n))
-            else:
-                line, n = encode_prediction(r), 1  # raises for anything but a record
-                ids.append(r.request_id)
-            lines.append(line)
-            counts.append(n)
+        lines, counts, ids, batches = encode_records(records)
         if lines:
             self._enqueue(lines, counts, ids, batches)
 
@@ -279,7 +267,7 @@ class PredictionLog:
         """Queue ``lines`` holding ``counts`` records each; remember the ids of the one-row
         records and the ``(request id, rows)`` of the batches."""
         size = sum(map(len, lines))
-        rows = sum(counts) if batches else len(counts)
+        rows = sum(counts)
         with self._lock:
             if self._closed or self._queued_bytes + size > _MAX_PENDING_BYTES:
                 self._refuse()
@@ -464,7 +452,10 @@ class PredictionLog:
             self._torn += contents.torn
             self._damaged += contents.damaged
             segments = build_segments(claimed.spool_id, contents.lines)
-        del contents  # the parsed lines, freed before the segments are written
+            # The parsed lines, freed before the segments are written, and before the
+            # collector resumes: freed objects leave its count, so it does not start by
+            # walking all of them.
+            del contents
         path = segment_path(claimed.spool_id)
         written: list[str] = []
         partitions: list[Partition] = []

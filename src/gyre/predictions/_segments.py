@@ -66,21 +66,22 @@ def build_segments(
     known: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for line in lines:
         label = line["k"] == "f"
-        model, version, ts = line.get("m"), line.get("v"), line.get("ts")
+        model, version = line.get("m"), line.get("v")
+        ts: Any = line.get("ts")
+        if type(ts) is list:  # a group line: its requests share a UTC day (checked)
+            ts = ts[0]
         fast = type(model) is str and type(ts) is int and (label or type(version) is int)
         if fast:
-            memo = (label, model, None if label else version, ts // _DAY_MS)  # type: ignore[operator]
+            memo = (label, model, None if label else version, ts // _DAY_MS)
             found = known.get(memo)
             if found is not None:
                 found.append(line)
                 continue
         try:
             if not label:
-                key = Partition(
-                    "predictions", str(line["m"]), int(line["v"]), day_of_ms(line["ts"])
-                )
+                key = Partition("predictions", str(line["m"]), int(line["v"]), day_of_ms(ts))
             else:
-                key = Partition("feedback", str(line["m"]), None, day_of_ms(line["ts"]))
+                key = Partition("feedback", str(line["m"]), None, day_of_ms(ts))
         except (KeyError, TypeError, ValueError, OverflowError, OSError):
             continue  # not a record this version wrote; never seen in practice
         found = groups.setdefault(key, [])
@@ -134,18 +135,30 @@ def _predictions(lines: list[dict[str, Any]]) -> pa.Table:
     total = int(counts.sum())
     # line_of[row]: the line a row comes from (None: one row per line)
     line_of = None if total == count else pa.array(np.repeat(np.arange(count), counts))
+    # The requests, one per line but a group line's several: their ids, timestamps,
+    # latencies and rows; request_of[row]: the request a row comes from (None: one each).
+    ids, ts, lat, rows = _requests(lines)
+    requests = len(ids)
+    rows_of = counts if rows is None else np.array(rows, np.int64)
+    firsts = starts
+    if rows is not None:
+        firsts = np.zeros(requests, np.int64)
+        np.cumsum(rows_of[:-1], out=firsts[1:])
+    request_of = None if total == requests else pa.array(np.repeat(np.arange(requests), rows_of))
 
-    def per_row(values: pa.Array) -> pa.Array:
-        """``values`` (one per line) as one per row."""
-        return values if line_of is None else values.take(line_of)
+    def per_row(values: pa.Array, of: pa.Array | None) -> pa.Array:
+        """``values`` (one per line or request) as one per row."""
+        return values if of is None else values.take(of)
 
     columns: dict[str, pa.Array] = {
-        "request_id": _request_ids(lines, counts, starts, line_of),
-        "timestamp": per_row(pa.array([r["ts"] for r in lines], pa.timestamp("ms", tz="UTC"))),
-        "model": per_row(pa.array([r["m"] for r in lines], pa.string())),
-        "version": per_row(pa.array([r["v"] for r in lines], pa.int64())),
-        "variant": per_row(pa.array([r.get("var", "primary") for r in lines], pa.string())),
-        "latency_ms": per_row(_floats([r.get("lat") for r in lines])),
+        "request_id": _request_ids(ids, rows_of, firsts, request_of),
+        "timestamp": per_row(pa.array(ts, pa.timestamp("ms", tz="UTC")), request_of),
+        "model": per_row(pa.array([r["m"] for r in lines], pa.string()), line_of),
+        "version": per_row(pa.array([r["v"] for r in lines], pa.int64()), line_of),
+        "variant": per_row(
+            pa.array([r.get("var", "primary") for r in lines], pa.string()), line_of
+        ),
+        "latency_ms": per_row(_floats(lat), request_of),
     }
     starts_of = starts.tolist()
     for prefix, field in (("in_", "in"), ("out_", "out")):
@@ -157,26 +170,51 @@ def _predictions(lines: list[dict[str, Any]]) -> pa.Table:
     return pa.table(columns)
 
 
+def _requests(lines: list[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any], Any]:
+    """The ids, timestamps and latencies of the requests ``lines`` hold, one per line but
+    a group line's (see ``_record.encode_records``) one per request; and the rows of each
+    request, or None when there is no group line (then a line is a request)."""
+    ids = [line["id"] for line in lines]
+    ts = [line["ts"] for line in lines]
+    lat = [line.get("lat") for line in lines]
+    if list not in set(map(type, ids)):
+        return ids, ts, lat, None
+    rows: list[int] = []
+    ids, ts, lat = [], [], []
+    for line in lines:
+        rid = line["id"]
+        if type(rid) is list:
+            ids += rid
+            ts += line["ts"]
+            lat += line["lat"]
+            rows += line.get("rq") or [1] * len(rid)
+        else:
+            ids.append(rid)
+            ts.append(line["ts"])
+            lat.append(line.get("lat"))
+            rows.append(line["n"] if line["k"] == "b" else 1)
+    return ids, ts, lat, rows
+
+
 _suffixes: list[Any] = []  # [pa.array(["", ":0", ":1", ...])], as long as needed so far
 
 
-def _request_ids(
-    lines: list[dict[str, Any]], counts: Any, starts: Any, line_of: pa.Array | None
-) -> pa.Array:
-    """Each row's id: its line's, and ``:<i>`` after it for row i of a batch of several."""
+def _request_ids(ids: list[str], counts: Any, starts: Any, request_of: pa.Array | None) -> pa.Array:
+    """Each row's id: its request's, and ``:<i>`` after it for row i of a request of
+    several (``counts`` rows each, the first of which is row ``starts``)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    ids = pa.array([line["id"] for line in lines], pa.string())
-    if line_of is None:
-        return ids
+    array = pa.array(ids, pa.string())
+    if request_of is None:
+        return array
     longest = int(counts.max())
     if not _suffixes or len(_suffixes[0]) <= longest:
         _suffixes[:] = [pa.array(["", *(f":{i}" for i in range(max(longest, 1024)))])]
-    row_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)  # the row in its line
+    row_of = np.arange(int(counts.sum())) - np.repeat(starts, counts)  # the row in its request
     suffix = np.where(np.repeat(counts > 1, counts), row_of + 1, 0)  # 0: none
-    return pc.binary_join_element_wise(ids.take(line_of), _suffixes[0].take(suffix), "")
+    return pc.binary_join_element_wise(array.take(request_of), _suffixes[0].take(suffix), "")
 
 
 # A piece of a column: ("a", first row, array): an array's values for consecutive rows;
@@ -195,7 +233,7 @@ def _pieces(lines: list[dict[str, Any]], starts: list[int], field: str) -> dict[
     pieces: dict[str, list[Piece]] = {}
     # 2-D input blocks by column list (lines of one list share its object) and dtype:
     # (the column names, [(first row, block)])
-    blocks: dict[tuple[int, Any], tuple[list[str], list[tuple[int, Any]]]] = {}
+    blocks: dict[tuple[Any, Any], tuple[list[str], list[tuple[int, Any]]]] = {}
     last: tuple[Any, Any, list[tuple[int, Any]]] = (None, None, [])  # the last block's group
     # the arrays of a dict, by key, dtype and shape but the rows: (key, [(first row, array)])
     arrays: dict[tuple[str, Any, tuple[int, ...]], tuple[str, list[tuple[int, Any]]]] = {}
@@ -207,9 +245,10 @@ def _pieces(lines: list[dict[str, Any]], starts: list[int], field: str) -> dict[
             if names is last[0] and dtype is last[1]:
                 last[2].append((start, data))
                 continue
-            found = blocks.get((id(names), dtype))
+            # (by the names, not the list: lines of several column lists take turns)
+            found = blocks.get((tuple(names), dtype))
             if found is None:
-                found = blocks[id(names), dtype] = (names, [])
+                found = blocks[tuple(names), dtype] = (names, [])
             found[1].append((start, data))
             last = (names, dtype, found[1])
         elif kind is dict:
@@ -282,6 +321,8 @@ def _block_columns(group: list[tuple[int, Any]]) -> list[Piece]:
         rows = _concatenated(blocks)
         blocks = [rows[i : i + 64] for i in range(0, len(rows), 64)]
     by_column = np.concatenate([block.T for block in blocks], axis=1)
+    if not by_column.flags.c_contiguous:  # (one block: its transpose, as it is)
+        by_column = np.ascontiguousarray(by_column)
     return [(tag, where, column) for column in by_column]
 
 
