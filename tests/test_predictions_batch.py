@@ -21,6 +21,7 @@ from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.predictions import (
     FeedbackResult,
     PredictionBatch,
+    PredictionGroup,
     PredictionLog,
     PredictionRecord,
     query,
@@ -894,6 +895,116 @@ def test_requests_logged_in_one_call_share_a_line_and_compact_as_records(
     assert "r4" not in rows and "r0" in rows, "ids as the requests' own rows would have"
 
 
+def test_requests_with_inputs_by_name_share_a_line_and_compact_as_records(
+    tmp_path: Path,
+) -> None:
+    """A model whose signature names no columns logs its input tensor by name."""
+    rng = np.random.default_rng(9)
+    call = [
+        batch(
+            f"t{i}",
+            {"input-0": rng.random((3 if i % 4 == 0 else 1, 5))},
+            {"prediction": rng.integers(0, 2, 3 if i % 4 == 0 else 1)},
+        )
+        for i in range(12)
+    ]
+    store = open_artifact_store(str(tmp_path / "grouped" / "artifacts"))
+    spool = tmp_path / "grouped" / "spool"
+    with PredictionLog(spool, store) as log:
+        log.append(call[:1])
+        log.append(call[1:])
+        log.flush()
+        assert len(_spool_lines(spool)) == 2
+    assert_same_tables(
+        query(store, "churn", with_feedback=False),
+        compacted(tmp_path, "records", [as_records(b) for b in call]),
+    )
+
+
+def _as_group(batches: list[PredictionBatch]) -> PredictionGroup:
+    """The requests of ``batches`` (2-D inputs of one kind) as one group."""
+    first = batches[0]
+    return PredictionGroup(
+        [b.request_id for b in batches],
+        [b.timestamp_ms for b in batches],
+        first.model,
+        first.version,
+        np.concatenate([b.inputs for b in batches]),
+        {k: np.concatenate([b.outputs[k] for b in batches]) for k in first.outputs},
+        [b.latency_ms for b in batches],
+        first.variant,
+        first.columns,
+        [len(b.inputs) for b in batches],
+    )
+
+
+def test_a_group_logs_what_its_requests_as_batches_log(tmp_path: Path) -> None:
+    turn = _server_turn(30)
+    store = open_artifact_store(str(tmp_path / "group" / "artifacts"))
+    spool = tmp_path / "group" / "spool"
+    with PredictionLog(spool, store) as log:
+        log.append([_as_group(turn[:10])])  # the first of its kind: checked, as batches
+        log.append([_as_group(turn[10:])])
+        log.flush()
+        requests = [len(line["id"]) if isinstance(line["id"], list) else 1
+                    for line in _spool_lines(spool)]  # fmt: skip
+        # (the first group of a kind the process has not logged before is checked request
+        # by request: its first request alone, the others a group)
+        assert requests[-1] == 20 and sum(requests) == 30 and len(requests) <= 3
+        labels = [("r10", 1), ("r14:2", 0), ("r14", 1), ("r29:0", 1)]
+        assert log.append_feedback("churn", labels) == FeedbackResult(4, 3, 1)
+    assert_same_tables(
+        query(store, "churn", with_feedback=False),
+        compacted(tmp_path, "records", [as_records(b) for b in turn]),
+    )
+
+
+def test_a_group_of_json_values_or_of_two_days_is_logged_as_its_requests(
+    tmp_path: Path,
+) -> None:
+    midnight = BASE_MS - BASE_MS % 86_400_000 + 86_400_000
+    late = _server_turn(14, prefix="late", start_ms=midnight - 1)
+    words = PredictionGroup(
+        ["w0", "w1"], [BASE_MS, BASE_MS], "churn", 3,
+        {"city": ["oslo", "rome"]}, {"prediction": [1, 0]}, [0.5, 0.75],
+    )  # fmt: skip
+    store = open_artifact_store(str(tmp_path / "g" / "artifacts"))
+    with PredictionLog(tmp_path / "g" / "spool", store) as log:
+        log.append([_as_group(late), words])
+        segments = log.compact()
+    assert len({s.rsplit("/", 1)[0] for s in segments}) == 2, "two days"
+    expected = [*late, batch("w0", {"city": ["oslo"]}, {"prediction": [1]}, latency_ms=0.5),
+                batch("w1", {"city": ["rome"]}, {"prediction": [0]}, latency_ms=0.75)]  # fmt: skip
+    assert_same_tables(
+        query(store, "churn", with_feedback=False),
+        compacted(tmp_path, "records", [as_records(b) for b in expected]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"request_ids": ["a"]}, "1 request ids, 2 timestamps"),
+        ({"latencies_ms": [1.0]}, "and 1 latencies"),
+        ({"rows": [1, 1]}, "hold 3 rows, its requests 2"),
+        ({"rows": [2, 0, 1]}, "not one positive count"),
+        ({"rows": [3]}, "not one positive count"),
+    ],
+)
+def test_a_group_whose_parts_do_not_fit_is_refused_naming_it(
+    spool: Path, change: dict[str, Any], words: str
+) -> None:
+    group = PredictionGroup(
+        ["a", "b"], [BASE_MS, BASE_MS], "churn", 3, np.ones((3, 2)),
+        {"prediction": np.zeros(3)}, [1.0, 2.0], columns=("age", "score"), rows=[1, 2],
+    )  # fmt: skip
+    with PredictionLog(spool) as log:
+        with pytest.raises(InvalidArgument) as caught:
+            log.append([batch("fine"), dataclasses.replace(group, **change)])
+        assert words in caught.value.message and "'a'" in caught.value.message
+        assert log.stats()["appended_records"] == 0, "nothing of the call is kept"
+
+
 def test_a_group_of_one_row_requests_has_no_row_counts(spool: Path) -> None:
     one_row = [b for b in _server_turn(30) if len(b.inputs) == 1]
     with PredictionLog(spool) as log:
@@ -1003,13 +1114,24 @@ def test_models_of_other_columns_taking_turns_in_one_spool_file_compact(
         lambda: batch("d", np.ones((2, 2)), {}, columns=["age", "score"]),
         lambda: batch("e", np.ones((2, 2)), {"p": np.zeros(2)}, latency_ms=float("nan")),
         lambda: batch('f\n"é', np.ones((1, 2)), {'k"\n': np.zeros(1)}, model='m"\n'),
+        lambda: batch("g", {"age": np.array([1, 2]), "score": np.array([0.5, 0.25])}, {}),
+        lambda: batch("h", {"input-0": np.ones((2, 20))}, {"p": np.zeros(2, np.int8)}),
     ],
 )
-def test_the_fast_encoding_writes_what_the_general_one_writes(make: Any) -> None:
+def test_the_fast_encoding_writes_what_the_general_one_writes(
+    make: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     b = make()
+    general = _encode_batch(b)  # (which caches the pieces of its kind)
+
+    def refused(b: PredictionBatch) -> Any:
+        raise AssertionError("not encoded by the fast path")
+
+    monkeypatch.setattr("gyre.predictions._record._encode_batch", refused)
     fast = encode_batch(b)
-    assert fast == _encode_batch(b)
-    assert orjson.loads(fast[0])["in"]["dt"]  # it was binary
+    assert fast == general
+    inputs = orjson.loads(fast[0])["in"]
+    assert "dt" in inputs or all("dt" in block for block in inputs.values())  # binary
 
 
 @pytest.mark.parametrize(

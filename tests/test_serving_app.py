@@ -23,8 +23,8 @@ import pytest
 
 from gyre.entities import Token
 from gyre.models import Model, load_model, save_model
-from gyre.predictions import PredictionBatch, PredictionRecord
-from gyre.predictions._record import encode_batch
+from gyre.predictions import PredictionBatch, PredictionGroup, PredictionRecord
+from gyre.predictions._record import _split, encode_batch, encode_group
 from gyre.serving import Batching, Limits, ServedModel, create_app
 
 pytestmark = pytest.mark.anyio
@@ -222,6 +222,10 @@ class FakeLog:
         for record in records:
             if isinstance(record, PredictionBatch):
                 self.records.extend(_rows_of(record))
+            elif isinstance(record, PredictionGroup):  # the requests answered together
+                encode_group(record)  # (loggable: it raises otherwise)
+                for batch in _split(record):
+                    self.records.extend(_rows_of(batch))
             else:
                 self.records.append(record)
 

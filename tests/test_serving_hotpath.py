@@ -21,7 +21,15 @@ from gyre.serving import ServedModel
 from gyre.serving._deadlines import Deadlines
 from gyre.serving._logging import ACCESS_LOGGER, AccessLogHandler, fast_access_handler
 from gyre.serving._telemetry import _LATENCY_BUCKETS, Telemetry
-from tests.test_serving_app import FakeLog, save_doubler, serving
+from tests.test_serving_app import (
+    COLUMNS,
+    FakeLog,
+    classifier_data,
+    oip_matrix,
+    save_classifier,
+    save_doubler,
+    serving,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -204,12 +212,19 @@ def test_access_lines_go_through_logging_unless_the_handler_is_alone() -> None:
 # -- the prediction log ----------------------------------------------------------------------
 
 
+def _ids(record: Any) -> list[str]:
+    return list(getattr(record, "request_ids", None) or [record.request_id])
+
+
 class _Refusing(FakeLog):
     """A log that refuses any call holding request ``r3`` (nothing of that call is kept, as
     PredictionLog does with a record it cannot log)."""
 
+    groups = 0  # calls that held a group of requests
+
     def append(self, records: Sequence[Any]) -> None:
-        if any(r.request_id == "r3" for r in records):
+        self.groups += any(hasattr(r, "request_ids") for r in records)
+        if any("r3" in _ids(r) for r in records):
             raise InvalidArgument("request 'r3' holds a value that is not JSON-able")
         super().append(records)
 
@@ -227,3 +242,65 @@ async def test_a_refused_prediction_costs_no_other_its_record(tmp_path: Path) ->
         )  # fmt: skip
     assert [a.status_code for a in answers] == [200] * 6, "answers never wait on the log"
     assert sorted(r.request_id for r in log.records) == ["r0", "r1", "r2", "r4", "r5"]
+
+
+async def test_a_refused_group_is_logged_request_by_request(tmp_path: Path) -> None:
+    clf = load_model(save_classifier(tmp_path / "clf"))
+    log = _Refusing()
+    frame, _ = classifier_data(8, seed=3)
+    rows = frame.to_numpy()
+    async with serving([ServedModel("clf", "1", clf)], prediction_log=log) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post("/v2/models/clf/infer", json=oip_matrix(rows[i : i + 1]),
+                            headers={"X-Request-ID": f"r{i}"})
+                for i in range(8)
+            )
+        )  # fmt: skip
+    assert [a.status_code for a in answers] == [200] * 8
+    assert log.groups, "the requests were answered together, and logged as a group"
+    assert sorted(r.request_id for r in log.records) == [f"r{i}" for i in range(8) if i != 3]
+
+
+async def test_requests_answered_together_are_one_spool_line(tmp_path: Path) -> None:
+    """Concurrent one-row (and a three-row) OIP requests: the server logs them as a group
+    (fewer spool lines than requests), and each comes back with its own id, rows,
+    prediction and latency."""
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    clf = load_model(save_classifier(tmp_path / "clf"))
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    frame, _ = classifier_data(40, seed=4)
+    rows = frame.to_numpy()
+    sizes = [3 if i == 5 else 1 for i in range(24)]
+    starts = [sum(sizes[:i]) for i in range(24)]
+    async with serving([ServedModel("clf", "1", clf)], prediction_log=log) as client:
+        answers = await asyncio.gather(
+            *(
+                client.post("/v2/models/clf/infer",
+                            json=oip_matrix(rows[start : start + n]),
+                            headers={"X-Request-ID": f"q{i}"})
+                for i, (start, n) in enumerate(zip(starts, sizes, strict=True))
+            )
+        )  # fmt: skip
+        log.flush()
+        lines = [
+            json.loads(raw)
+            for path in (tmp_path / "spool").glob("*.jsonl")
+            for raw in path.read_bytes().splitlines()[1:]
+        ]
+    assert [a.status_code for a in answers] == [200] * 24
+    assert len(lines) < 24 and any(isinstance(line["id"], list) for line in lines)
+    table = query(store, "clf").to_pylist()  # (the log was compacted at shutdown)
+    by_id = {r["request_id"]: r for r in table}
+    expected = [f"q{i}" for i in range(24) if i != 5] + ["q5:0", "q5:1", "q5:2"]
+    assert sorted(by_id) == sorted(expected)
+    for i, (start, n) in enumerate(zip(starts, sizes, strict=True)):
+        predicted = answers[i].json()["outputs"][0]["data"]
+        for j in range(n):
+            row = by_id[f"q{i}" if n == 1 else f"q{i}:{j}"]
+            assert row["in_" + COLUMNS[0]] == rows[start + j, 0]
+            assert row["out_prediction"] == predicted[j]
+            assert row["latency_ms"] > 0

@@ -79,7 +79,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "GYRE_SPOOL_SYNC_MS",
-            "50",
+            "100",
             "Prediction-log sync interval: an answered prediction is on disk (fsync'd) at most "
             "this many milliseconds after its response.",
         ),

@@ -1,13 +1,13 @@
 """The prediction log: what a model was asked, what it answered, and what turned out true.
 
-A serving process appends :class:`PredictionRecord` s (one row each) or
-:class:`PredictionBatch` es (one request's rows, column-wise, numpy arrays as they are) to a
-:class:`PredictionLog`; they are on disk (fsync'd) within ``sync_interval_ms`` of the append
-returning, then compacted into Parquet segments in an artifact store, partitioned by model,
-version and UTC day (a batch becomes one row per row). Labels
-that arrive later are logged with :meth:`PredictionLog.append_feedback` and joined at
-query time. :func:`query` reads the segments with DuckDB; :func:`sync` copies an edge's log
-into a central store.
+A serving process appends :class:`PredictionRecord` s (one row each),
+:class:`PredictionBatch` es (one request's rows, column-wise, numpy arrays as they are) or
+:class:`PredictionGroup` s (several requests' rows, joined) to a :class:`PredictionLog`;
+they are on disk (fsync'd) within ``sync_interval_ms`` of the append returning, then
+compacted into Parquet segments in an artifact store, partitioned by model, version and
+UTC day (a batch or group becomes one row per row). Labels that arrive later are logged
+with :meth:`PredictionLog.append_feedback` and joined at query time. :func:`query` reads
+the segments with DuckDB; :func:`sync` copies an edge's log into a central store.
 
     >>> from gyre.predictions import PredictionBatch, PredictionLog, PredictionRecord, query
     >>> with PredictionLog(spool_dir, store) as log:  # doctest: +SKIP
@@ -24,13 +24,19 @@ See ``docs/predictions.md`` for the durability contract and the layout in the st
 
 from gyre.predictions._log import PredictionLog
 from gyre.predictions._query import Coverage, feedback_coverage, query, query_frame
-from gyre.predictions._record import FeedbackResult, PredictionBatch, PredictionRecord
+from gyre.predictions._record import (
+    FeedbackResult,
+    PredictionBatch,
+    PredictionGroup,
+    PredictionRecord,
+)
 from gyre.predictions._sync import SyncReport, sync
 
 __all__ = [
     "Coverage",
     "FeedbackResult",
     "PredictionBatch",
+    "PredictionGroup",
     "PredictionLog",
     "PredictionRecord",
     "SyncReport",

@@ -4,9 +4,10 @@ Durability contract: :meth:`PredictionLog.append` encodes the records on the cal
 (about two microseconds per :class:`PredictionRecord`; a :class:`PredictionBatch`, one
 request's rows, is one spool line whatever its row count, its numeric arrays copied as
 their bytes: about two microseconds for one row of 20 floats) and puts them
-on an in-memory queue; it never waits for I/O. A writer thread wakes every
-``sync_interval_ms / 4`` (sooner when the queue grows large), appends everything queued to
-the active spool file and fsyncs it. A record whose ``append`` returned is therefore on
+on an in-memory queue; it never waits for I/O. A writer thread appends everything queued
+to the active spool file and fsyncs it (``fdatasync``: the data and the file's size) once
+the oldest queued record has waited ``sync_interval_ms / 2`` (sooner when the queue grows
+large). A record whose ``append`` returned is therefore on
 disk, fsync'd, at most ``sync_interval_ms`` later (as long as one write and fsync take well
 under the interval; ``stats()`` shows the age of the oldest record not yet synced), and
 from then on survives kill -9 of the process and a power cut. :meth:`flush` writes and
@@ -47,6 +48,7 @@ from gyre.predictions._layout import Partition, record_partitions, segment_path
 from gyre.predictions._record import (
     FeedbackResult,
     PredictionBatch,
+    PredictionGroup,
     PredictionRecord,
     encode_batch,
     encode_feedback,
@@ -86,7 +88,7 @@ class PredictionLog:
         spool_dir: str | Path,
         artifacts: ArtifactStore | None = None,
         *,
-        sync_interval_ms: int = 50,
+        sync_interval_ms: int = 100,
         segment_rows: int = 50_000,  # memory, not speed: see docs/predictions.md
         compact_interval_s: float = 30.0,
     ) -> None:
@@ -172,7 +174,8 @@ class PredictionLog:
         expanded into its rows only at compaction; it may be mixed with
         :class:`PredictionRecord` s. Batches of one call that share their model, version,
         variant, columns and array types share a line (see ``_record.encode_records``):
-        log the requests answered together in one call.
+        log the requests answered together in one call. A :class:`PredictionGroup` (several
+        requests, their arrays joined already) is one line too, and costs least.
 
         InvalidArgument naming a record that cannot be logged (nothing of the call is
         queued then); BackendUnavailable when the spool is far behind (the disk has stopped
@@ -181,10 +184,13 @@ class PredictionLog:
             r = records[0]
             if type(r) is PredictionBatch or isinstance(r, PredictionBatch):
                 line, n = encode_batch(r)
-            else:
+            elif type(r) is PredictionRecord or not isinstance(r, PredictionGroup):
                 line, n = encode_prediction(r), 1  # raises for anything but a record
-            self._enqueue_one(line, n, r.request_id)
-            return
+            else:
+                line = b""
+            if line:
+                self._enqueue_one(line, n, r.request_id)
+                return
         lines, counts, ids, batches = encode_records(records)
         if lines:
             self._enqueue(lines, counts, ids, batches)
@@ -329,11 +335,10 @@ class PredictionLog:
     # -- the writer --------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        # A quarter of the interval: the rest is headroom for the write, the fsync and a
-        # busy machine's scheduling.
-        tick = self.sync_interval_ms / 4000
         while not self._stop.is_set():
-            self._wake.wait(tick)
+            due = self._due()
+            if due > 0 and not self._wake.wait(due):
+                continue  # (timed out: look again)
             self._wake.clear()
             try:
                 self._write_queued()
@@ -344,6 +349,20 @@ class PredictionLog:
                 self._write_error = exc
             except Exception:  # never let the writer die: it is the durability
                 logger.exception("prediction spool writer failed; retrying")
+
+    def _due(self) -> float:
+        """Seconds until what is queued must be written: when the oldest of it has waited
+        half the sync interval (the other half is headroom for the write, the fsync and a
+        busy machine's scheduling). With nothing queued, a quarter interval: when to look
+        again. (Every write ends in an fsync, whose cost on a busy server is mostly the
+        file system's journal: writing every half interval rather than every quarter took
+        a third of the prediction log's cost off a one-row load at 10,000 requests/s.)"""
+        interval = self.sync_interval_ms / 1000
+        with self._lock:
+            since = self._queued_since
+        if since is None:
+            return interval / 4
+        return since + interval / 2 - time.monotonic()
 
     def _write_queued(self, *, rotate: bool = False) -> None:
         """Write and fsync everything queued; finish the file if asked or full."""

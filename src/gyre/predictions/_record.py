@@ -49,6 +49,7 @@ __all__ = [
     "VARIANTS",
     "FeedbackResult",
     "PredictionBatch",
+    "PredictionGroup",
     "PredictionRecord",
     "decode_batch",
     "encode_batch",
@@ -64,6 +65,7 @@ VARIANTS = frozenset({"primary", "canary", "shadow"})
 # numpy scalars and arrays (what models return) encode as numbers and lists; NaN as null.
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 _HEAD_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+_b64 = pybase64.b64encode  # (SIMD: some 20 times binascii's, either way)
 # The dtypes of binary blocks, as numpy spells them: little-endian, at most 8 bytes.
 BINARY_DTYPES = frozenset(
     {"<f8", "<f4", "<f2", "<i8", "<i4", "<i2", "|i1", "<u8", "<u4", "<u2", "|u1", "|b1"}
@@ -124,6 +126,38 @@ class PredictionBatch:
 
 
 @dataclass(frozen=True, slots=True)
+class PredictionGroup:
+    """Several requests to one model version, logged as one: their rows joined column-wise.
+
+    Request i is the next ``rows[i]`` rows of ``inputs`` and ``outputs`` (one row each when
+    ``rows`` is None), id ``request_ids[i]``, answered at ``timestamps_ms[i]`` in
+    ``latencies_ms[i]``. ``inputs``, ``outputs``, ``variant`` and ``columns`` are as a
+    :class:`PredictionBatch` holds them. Logging a group logs what one batch per request
+    logs (the same rows, ids and tables), for less: a server that logs the requests it
+    answered together as one group writes one spool line for all of them, its arrays
+    joined once.
+
+    >>> import numpy as np
+    >>> PredictionGroup(["req-3", "req-4"], [1_700_000_000_000] * 2, "churn", 3,
+    ...                 np.array([[41, 0.5], [42, 0.7], [43, 0.1]]),
+    ...                 {"prediction": np.array([1, 0, 1])}, [1.9, 2.3],
+    ...                 columns=["age", "score"], rows=[1, 2])  # doctest: +ELLIPSIS
+    PredictionGroup(request_ids=['req-3', 'req-4'], ...)
+    """
+
+    request_ids: Sequence[str]
+    timestamps_ms: Sequence[int]
+    model: str
+    version: int
+    inputs: Any
+    outputs: Mapping[str, Any]
+    latencies_ms: Sequence[float]
+    variant: str = "primary"
+    columns: Sequence[str] | None = None
+    rows: Sequence[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FeedbackResult:
     """What :meth:`PredictionLog.append_feedback` did with a batch of labels.
 
@@ -149,8 +183,8 @@ def encode_prediction(r: PredictionRecord) -> bytes:
     """``r`` as one spool line; InvalidArgument naming the record and the bad field."""
     if not isinstance(r, PredictionRecord):
         raise InvalidArgument(
-            f"{r!r} is neither a PredictionRecord nor a PredictionBatch",
-            hint="append PredictionRecord or PredictionBatch instances",
+            f"{r!r} is neither a PredictionRecord, a PredictionBatch nor a PredictionGroup",
+            hint="append PredictionRecord, PredictionBatch or PredictionGroup instances",
         )
     _check_head(r)
     if not isinstance(r.inputs, dict) or not isinstance(r.outputs, dict):
@@ -182,67 +216,93 @@ def encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
     little-endian); anything else goes to orjson, which turns what it cannot encode natively
     into Python values.
 
-    The common case is encoded here, cheaply: inputs a C-contiguous numeric 2-D array whose
-    columns, model, version and variant were seen (and checked) before, outputs C-contiguous
-    numeric arrays. The line is assembled from cached pieces, the fields that change with
-    every request and the base64 of each array: byte for byte what :func:`_encode_batch`,
-    which checks and encodes everything else, writes."""
+    The common case is encoded here, cheaply: inputs a C-contiguous numeric 2-D array (or a
+    dict of C-contiguous numeric arrays) whose columns, model, version and variant were
+    seen (and checked) before, outputs C-contiguous numeric arrays. The line is assembled
+    from cached pieces, the fields that change with every request and the base64 of each
+    array: byte for byte what :func:`_encode_batch`, which checks and encodes everything
+    else, writes."""
     rid, ts, model, version = b.request_id, b.timestamp_ms, b.model, b.version
-    x, outputs, columns = b.inputs, b.outputs, b.columns
-    ndarray = _ndarray or _find_numpy()
-    if (
-        ndarray is None
-        or type(x) is not ndarray
-        or type(outputs) is not dict
-        or type(rid) is not str
-        or not rid
-        or type(ts) is not int
-        or type(model) is not str
-        or type(version) is not int  # (True == 1 in a dict key)
-    ):
+    if type(rid) is not str or not rid or type(ts) is not int or type(model) is not str:
         return _encode_batch(b)
+    if type(version) is not int:  # (True == 1 in a dict key)
+        return _encode_batch(b)
+    parts = _fast_parts(model, version, b.variant, b.columns, b.inputs, b.outputs)
+    if parts is None:
+        return _encode_batch(b)
+    n, head, middle = parts
+    try:
+        line = [
+            b'{"k":"b","id":',
+            orjson.dumps(rid),
+            b',"ts":',
+            orjson.dumps(ts),  # (TypeError beyond 64 bits, as _encode_batch's)
+            b',"lat":',
+            orjson.dumps(b.latency_ms, None, _HEAD_OPTIONS),
+            head,
+            *middle,
+        ]
+    except TypeError:
+        return _encode_batch(b)
+    return b"".join(line), n
+
+
+def _fast_parts(
+    model: str, version: int, variant: str, columns: Any, x: Any, outputs: Any
+) -> tuple[int, bytes, list[bytes]] | None:
+    """For a batch (or group) of the common case (see :func:`encode_batch`): its row count,
+    its line's fields from ``"m"`` up to ``"n"`` and the rest of its line; None for any
+    other."""
+    ndarray = _ndarray or _find_numpy()
+    if ndarray is None or type(outputs) is not dict:
+        return None
     try:
         if type(columns) is list:
             columns = tuple(columns)
-        head: Any = _HEADS.get((model, version, b.variant, columns))  # checked, if found
-        kind: Any = _DTYPES.get(x.dtype)
-        n, width = x.shape
-        fast = head is not None and kind is not None and head[0] == width and n and width
-        if fast:
+        head: Any = _HEADS.get((model, version, variant, columns))  # checked, if found
+        if head is None:
+            return None
+        middle: list[bytes] = []
+        if type(x) is ndarray:
+            kind: Any = _DTYPES.get(x.dtype)
+            n, width = x.shape
+            if kind is None or head[0] != width or not n or not width:
+                return None
             shape = (n, width, "in")
-            b64 = pybase64.b64encode
-            parts = [
-                b'{"k":"b","id":',
-                orjson.dumps(rid),
-                b',"ts":',
-                orjson.dumps(ts),  # (TypeError beyond 64 bits, as _encode_batch's)
-                b',"lat":',
-                orjson.dumps(b.latency_ms, None, _HEAD_OPTIONS),
-                head[1],
-                kind[1].get(shape) or _opening(kind, shape),
-                b64(x),  # ValueError if not C-contiguous
-                b'"},"out":{',
-            ]
-            sep = b""
-            for key, values in outputs.items():
-                if type(values) is not ndarray or type(key) is not str:
-                    fast = False
-                    break
-                vshape = values.shape
-                vkind = _DTYPES.get(values.dtype)
-                if vkind is None or vshape[0] != n or len(vshape) > 2 or not values.size:
-                    fast = False
-                    break
-                opening = vkind[1].get(vshape) or _opening(vkind, vshape)
-                parts += (sep, _NAMES.get(key) or _name(key), opening)
-                parts += (b64(values), b'"}')
-                sep = b","
-    except (TypeError, ValueError, IndexError):  # unhashable, not 2-D, 0-d, not contiguous
-        fast = False
-    if not fast:
-        return _encode_batch(b)
-    parts.append(b"}}\n")
-    return b"".join(parts), n
+            opening = kind[1].get(shape) or _opening(kind, shape)
+            middle += (opening, _b64(x), b'"},"out":{')  # ValueError if not C-contiguous
+        elif type(x) is dict and x and columns is None:
+            n = next(iter(x.values())).shape[0]
+            middle.append(b',"n":%d,"in":{' % n)
+            if not _blocks(x, n, middle, ndarray):
+                return None
+            middle.append(b'},"out":{')
+        else:
+            return None
+        if not _blocks(outputs, n, middle, ndarray):
+            return None
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return None  # unhashable, not 2-D, 0-d, not contiguous, not an array
+    middle.append(b"}}\n")
+    return n, head[1], middle
+
+
+def _blocks(arrays: dict[Any, Any], n: int, parts: list[bytes], ndarray: Any) -> bool:
+    """Append ``arrays`` (name -> array of ``n`` rows) to ``parts`` as the members of a
+    JSON object of binary blocks; False if one is not a numeric array of 1 or 2
+    dimensions and ``n`` rows (ValueError if one is not C-contiguous)."""
+    sep = b""
+    for key, values in arrays.items():
+        if type(values) is not ndarray or type(key) is not str:
+            return False
+        shape = values.shape
+        kind = _DTYPES.get(values.dtype)
+        if kind is None or not 0 < len(shape) < 3 or shape[0] != n or not values.size:
+            return False
+        opening = kind[1].get(shape) or _opening(kind, shape)
+        parts += (sep, _NAMES.get(key) or _name(key), opening, _b64(values), b'"}')
+        sep = b","
+    return True
 
 
 # What append() makes of a call's records: the lines, the rows each holds, the ids of the
@@ -269,6 +329,18 @@ def encode_records(records: Sequence[PredictionRecord | PredictionBatch]) -> Enc
     multi: list[tuple[str, int]] = []
     groups: dict[Any, list[Any]] = {}  # group key -> [line index, batches]
     for r in records:
+        if isinstance(r, PredictionGroup):
+            line, n, group_ids, group_multi = encode_group(r)
+            if line:
+                lines.append(line)
+                counts.append(n)
+            else:  # (not one line: its requests as batches)
+                more = encode_records(_split(r))
+                lines += more[0]
+                counts += more[1]
+            ids += group_ids
+            multi += group_multi
+            continue
         if type(r) is PredictionBatch or isinstance(r, PredictionBatch):
             key = _group_key(r)
             if key is not None:
@@ -295,12 +367,127 @@ def encode_records(records: Sequence[PredictionRecord | PredictionBatch]) -> Enc
         )
         lines[at], counts[at] = line, n
         for b in batches:
-            rows = len(b.inputs)
+            x = b.inputs
+            rows = len(next(iter(x.values())) if type(x) is dict else x)
             if rows == 1:
                 ids.append(b.request_id)
             else:
                 multi.append((b.request_id, rows))
     return lines, counts, ids, multi
+
+
+def encode_group(g: PredictionGroup) -> tuple[bytes, int, list[str], list[tuple[str, int]]]:
+    """``g`` as one group line, its row count, the ids of its one-row requests and the
+    ``(id, rows)`` of the others; an empty line when it is not :func:`encode_batch`'s
+    common case, or its requests are of two UTC days (then encode ``_split(g)``).
+    InvalidArgument naming the group and the field when its lists do not fit together."""
+    ids, stamps, latencies, rows = g.request_ids, g.timestamps_ms, g.latencies_ms, g.rows
+    ids = list(ids) if type(ids) is not list else ids
+    stamps = list(stamps) if type(stamps) is not list else stamps
+    latencies = list(latencies) if type(latencies) is not list else latencies
+    count = len(ids)
+    first = ids[0] if ids else None
+    if not count or len(stamps) != count or len(latencies) != count:
+        raise InvalidArgument(
+            f"the group of requests {first!r}.. has {count} request ids, {len(stamps)} "
+            f"timestamps and {len(latencies)} latencies",
+            hint="give one id, timestamp and latency per request",
+        )
+    if rows is not None:
+        rows = list(rows)
+        if len(rows) != count or set(map(type, rows)) != _INT or min(rows) < 1:
+            raise InvalidArgument(
+                f"rows {rows!r} of the group of requests {first!r}.. are not one positive "
+                f"count for each of its {count} requests",
+                hint="rows[i]: how many rows request i has (None: one each)",
+            )
+    total = count if rows is None else sum(rows)
+    if rows is not None:
+        multi = [(rid, n) for rid, n in zip(ids, rows, strict=True) if n > 1]
+        single = [rid for rid, n in zip(ids, rows, strict=True) if n == 1]
+    else:
+        multi, single = [], ids
+    if (
+        set(map(type, ids)) != _STR
+        or "" in ids
+        or set(map(type, stamps)) != _INT
+        or min(stamps) // _DAY_MS != max(stamps) // _DAY_MS
+        or type(g.model) is not str
+        or type(g.version) is not int
+    ):
+        return b"", total, single, multi
+    known = _rows(
+        next(iter(g.inputs.values()), None) if isinstance(g.inputs, Mapping) else g.inputs
+    )
+    if known is not None and known != total:
+        raise InvalidArgument(
+            f"the inputs of the group of requests {first!r}.. hold {known} rows, its "
+            f"requests {total}",
+            hint="rows[i]: how many rows request i has (None: one each)",
+        )
+    if rows is not None and all(n == 1 for n in rows):
+        rows = None
+    parts = _fast_parts(g.model, g.version, g.variant, g.columns, g.inputs, g.outputs)
+    if parts is None or parts[0] != total:
+        return b"", total, single, multi
+    n, head, middle = parts
+    try:
+        line = [
+            b'{"k":"b","id":',
+            orjson.dumps(ids),
+            b',"ts":',
+            orjson.dumps(stamps),  # TypeError beyond 64 bits
+            b',"lat":',
+            orjson.dumps(latencies, None, _HEAD_OPTIONS),
+        ]
+    except TypeError:
+        return b"", total, single, multi
+    if rows is not None:
+        line += (b',"rq":', orjson.dumps(rows))
+    line.append(head)
+    line += middle
+    return b"".join(line), n, single, multi
+
+
+def _split(g: PredictionGroup) -> list[PredictionBatch]:
+    """``g`` as one batch per request (its arrays and sequences sliced)."""
+    rows = [1] * len(g.request_ids) if g.rows is None else list(g.rows)
+
+    def part(values: Any, start: int, n: int) -> Any:
+        try:
+            return values[start : start + n]
+        except (TypeError, KeyError):
+            return values  # (a scalar: the batch says what is wrong with it)
+
+    batches = []
+    start = 0
+    for i, n in enumerate(rows):
+        x = g.inputs
+        inputs = (
+            {k: part(v, start, n) for k, v in x.items()}
+            if isinstance(x, Mapping)
+            else part(x, start, n)
+        )
+        outputs = (
+            {k: part(v, start, n) for k, v in g.outputs.items()}
+            if isinstance(g.outputs, Mapping)
+            else g.outputs
+        )
+        batches.append(
+            PredictionBatch(
+                g.request_ids[i],
+                g.timestamps_ms[i],
+                g.model,
+                g.version,
+                inputs,
+                outputs,
+                g.latencies_ms[i],
+                g.variant,
+                g.columns,
+            )
+        )
+        start += n
+    return batches
 
 
 def _group_key(b: PredictionBatch) -> Any:
@@ -311,14 +498,12 @@ def _group_key(b: PredictionBatch) -> Any:
     ts = b.timestamp_ms
     if (
         ndarray is None
-        or type(x) is not ndarray
         or type(outputs) is not dict
         or type(b.request_id) is not str
         or not b.request_id
         or type(ts) is not int
+        or type(b.model) is not str
         or type(b.version) is not int
-        or x.ndim != 2
-        or not x.flags.c_contiguous
     ):
         return None
     try:
@@ -326,26 +511,46 @@ def _group_key(b: PredictionBatch) -> Any:
             columns = tuple(columns)
         head = (b.model, b.version, b.variant, columns)
         found = _HEADS.get(head)
-        n, width = x.shape
-        if found is None or found[0] != width or not n or x.dtype not in _DTYPES:
+        if found is None:
             return None
-        key = [head, x.dtype, ts // _DAY_MS]
-        for name, values in outputs.items():
-            if type(values) is not ndarray or type(name) is not str:
+        key: list[Any] = [head, ts // _DAY_MS]
+        if type(x) is ndarray:
+            if x.ndim != 2 or not x.flags.c_contiguous:
                 return None
-            shape = values.shape
-            if (
-                not 0 < len(shape) < 3
-                or shape[0] != n
-                or not values.size
-                or values.dtype not in _DTYPES
-                or not values.flags.c_contiguous
-            ):
+            n, width = x.shape
+            if found[0] != width or not n or x.dtype not in _DTYPES:
                 return None
-            key += (name, values.dtype, shape[1:])
+            key.append(x.dtype)
+        elif type(x) is dict and x and columns is None:
+            n = next(iter(x.values())).shape[0]
+            if not n or not _signature(x, n, key, ndarray):
+                return None
+        else:
+            return None
+        key.append(_OUTPUTS)
+        if not _signature(outputs, n, key, ndarray):
+            return None
         return tuple(key)
-    except TypeError:  # unhashable columns
+    except (TypeError, ValueError, IndexError, AttributeError):  # unhashable, not arrays
         return None
+
+
+_OUTPUTS = object()  # in a group key: the outputs' signature follows
+
+
+def _signature(arrays: dict[Any, Any], n: int, key: list[Any], ndarray: Any) -> bool:
+    """Add the name, dtype and shape but the rows of each of ``arrays`` to ``key``; False
+    if one is not a C-contiguous numeric array of 1 or 2 dimensions and ``n`` rows."""
+    for name, values in arrays.items():
+        if type(values) is not ndarray or type(name) is not str:
+            return False
+        shape = values.shape
+        if not 0 < len(shape) < 3 or shape[0] != n or not values.size:
+            return False
+        if values.dtype not in _DTYPES or not values.flags.c_contiguous:
+            return False
+        key += (name, values.dtype, shape[1:])
+    return True
 
 
 def _encode_group(key: Any, batches: list[PredictionBatch]) -> tuple[bytes, int] | None:
@@ -355,10 +560,10 @@ def _encode_group(key: Any, batches: list[PredictionBatch]) -> tuple[bytes, int]
     head = _HEADS.get(key[0])
     if head is None:  # (the cache was cleared meanwhile)
         return None
-    x = concatenate([b.inputs for b in batches])
-    n, width = x.shape
-    kind = _DTYPES[x.dtype]
-    rows = [len(b.inputs) for b in batches]
+    first = batches[0].inputs
+    table = type(first) is dict
+    rows = [len(next(iter(b.inputs.values()))) if table else len(b.inputs) for b in batches]
+    n = sum(rows)
     try:
         parts = [
             b'{"k":"b","id":',
@@ -372,22 +577,32 @@ def _encode_group(key: Any, batches: list[PredictionBatch]) -> tuple[bytes, int]
         return None
     if n != len(batches):
         parts += (b',"rq":', orjson.dumps(rows))
-    shape = (n, width, "in")
-    parts += (
-        head[1],
-        kind[1].get(shape) or _opening(kind, shape),
-        pybase64.b64encode(x),
-        b'"},"out":{',
-    )
-    sep = b""
-    for name in batches[0].outputs:
-        values = concatenate([b.outputs[name] for b in batches])
-        vkind = _DTYPES[values.dtype]
-        opening = vkind[1].get(values.shape) or _opening(vkind, values.shape)
-        parts += (sep, _NAMES.get(name) or _name(name), opening, pybase64.b64encode(values), b'"}')
-        sep = b","
+    parts.append(head[1])
+    if table:
+        parts.append(b',"n":%d,"in":{' % n)
+        _joined_blocks([b.inputs for b in batches], n, parts)
+        parts.append(b'},"out":{')
+    else:
+        x = concatenate([b.inputs for b in batches])
+        kind = _DTYPES[x.dtype]
+        shape = (n, x.shape[1], "in")
+        parts += (kind[1].get(shape) or _opening(kind, shape), _b64(x), b'"},"out":{')
+    _joined_blocks([b.outputs for b in batches], n, parts)
     parts.append(b"}}\n")
     return b"".join(parts), n
+
+
+def _joined_blocks(arrays: list[Mapping[str, Any]], n: int, parts: list[bytes]) -> None:
+    """Append the binary blocks of the arrays of each name in ``arrays`` (dicts of one
+    signature), joined: the members of a JSON object, ``n`` rows each."""
+    concatenate = _concatenate[0]
+    sep = b""
+    for name in arrays[0]:
+        values = concatenate([a[name] for a in arrays])
+        kind = _DTYPES[values.dtype]
+        opening = kind[1].get(values.shape) or _opening(kind, values.shape)
+        parts += (sep, _NAMES.get(name) or _name(name), opening, _b64(values), b'"}')
+        sep = b","
 
 
 def _encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
@@ -421,11 +636,12 @@ def _encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
         inputs = {key: _block(values) for key, values in inputs.items()}
     else:
         inputs = _block(inputs)
-        key = (b.model, b.version, b.variant, columns if type(columns) is tuple else tuple(columns))
-        if key not in _HEADS:  # for _encode_arrays: checked now
-            if len(_HEADS) >= _CACHE_SIZE:
-                _HEADS.clear()
-            _HEADS[key] = (len(columns), _head_middle(b.model, b.version, b.variant, columns))
+    key = (b.model, b.version, b.variant, None if columns is None else tuple(columns))
+    if key not in _HEADS:  # for encode_batch: checked now
+        if len(_HEADS) >= _CACHE_SIZE:
+            _HEADS.clear()
+        width = None if columns is None else len(columns)
+        _HEADS[key] = (width, _head_middle(b.model, b.version, b.variant, columns))
     line = {  # (the order _encode_arrays writes: the fields that change with every request first)
         "k": "b",
         "id": rid,
@@ -442,10 +658,11 @@ def _encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
     return _dumps(line, rid, _array_fallback), n
 
 
-def _head_middle(model: str, version: int, variant: str, columns: Sequence[str]) -> bytes:
-    """``,"m":..,"v":..,"var":..,"cols":[..]``: a line's fields after ``"lat"``, up to
-    ``"n"``."""
-    middle = orjson.dumps({"m": model, "v": version, "var": variant, "cols": list(columns)})
+def _head_middle(model: str, version: int, variant: str, columns: Sequence[str] | None) -> bytes:
+    """``,"m":..,"v":..,"var":..,"cols":[..]`` (or ``null``): a line's fields after
+    ``"lat"``, up to ``"n"``."""
+    names = None if columns is None else list(columns)
+    middle = orjson.dumps({"m": model, "v": version, "var": variant, "cols": names})
     return b"," + middle[1:-1]
 
 
@@ -457,9 +674,9 @@ def _head_middle(model: str, version: int, variant: str, columns: Sequence[str])
 _ndarray: Any = None
 _concatenate: list[Any] = []  # [numpy.concatenate]
 _DTYPES: dict[Any, tuple[str, dict[Any, bytes]]] = {}
-# (model, version, variant, column names) of batches found valid -> (the column count, the
-# line's fields from "m" up to "n"): a server passes the same few each time.
-_HEADS: dict[tuple[Any, ...], tuple[int, bytes]] = {}
+# (model, version, variant, column names or None) of batches found valid -> (the column
+# count or None, the line's fields from "m" up to "n"): a server passes the same few.
+_HEADS: dict[tuple[Any, ...], tuple[int | None, bytes]] = {}
 _NAMES: dict[str, bytes] = {}  # output key -> '"key":'
 _CACHE_SIZE = 256  # entries per cache: cleared when full (a server uses a handful)
 

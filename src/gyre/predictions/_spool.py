@@ -38,6 +38,7 @@ __all__ = ["ClaimedSpool", "SpoolContents", "SpoolWriter", "claim_finished"]
 logger = logging.getLogger("gyre.predictions")
 
 SUFFIX = ".jsonl"
+_datasync = getattr(os, "fdatasync", os.fsync)
 _NEW = ".new"
 
 
@@ -98,8 +99,10 @@ class SpoolWriter:
         self.rows += rows
 
     def sync(self) -> None:
+        """Make what was written durable: its bytes and the file's size (fdatasync, where
+        there is one: the file's times are not worth a journal commit each time)."""
         if self._fd is not None:
-            os.fsync(self._fd)
+            _datasync(self._fd)
 
     def close(self) -> None:
         """fsync and close the active file, which releases its lock: it is finished."""

@@ -55,7 +55,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, Router
 
 from gyre.errors import DeadlineExceeded, GyreError, InvalidArgument, NotFound, Overloaded
-from gyre.predictions import PredictionBatch
+from gyre.predictions import PredictionBatch, PredictionGroup
 from gyre.serving import _json
 from gyre.serving._auth import TokenGate, TokenVerifier
 from gyre.serving._deadlines import Deadlines
@@ -194,6 +194,66 @@ def _log_outputs(outputs: Outputs, rows: int) -> dict[str, Any]:
     if whole:
         return {k: [v] * rows for k, v in named.items()}
     return named
+
+
+def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> Any:
+    """``items`` (pending log entries of ``dep`` and ``variant``) as one
+    :class:`~gyre.predictions.PredictionGroup`, when every input is an array and every
+    output an array of one value per row, of one dtype and shape but the rows; else None."""
+    first = items[0][3].data
+    if type(first) is not np.ndarray or not first.ndim:
+        return None
+    dtype, tail = first.dtype, first.shape[1:]
+    keys = list(items[0][4])
+    arrays: dict[str, list[Any]] = {key: [] for key in keys}
+    xs, rows, ids, stamps, latencies = [], [], [], [], []
+    for rid, now_ms, _, prepared, outputs, latency, _ in items:
+        x = prepared.data
+        if type(x) is not np.ndarray or x.dtype != dtype or x.shape[1:] != tail:
+            return None
+        n = x.shape[0]
+        if len(outputs) != len(keys):
+            return None
+        for key in keys:
+            values = outputs.get(key)
+            if values is None or not values.ndim or values.shape[0] != n:
+                return None  # (an output not one value per row is logged whole, per request)
+            arrays[key].append(values)
+        xs.append(x)
+        rows.append(n)
+        ids.append(rid)
+        stamps.append(now_ms)
+        latencies.append(latency)
+    joined: dict[str, Any] = {}
+    for key, values in arrays.items():
+        head = values[0]
+        if any(v.dtype != head.dtype or v.shape[1:] != head.shape[1:] for v in values):
+            return None
+        joined[_LOG_NAMES.get(key, key)] = np.concatenate(values)
+    x = np.concatenate(xs)
+    columns = dep.column_names
+    if columns and x.ndim == 2 and x.shape[1] == len(columns):
+        inputs: Any = x
+    else:
+        inputs, columns = {"input-0": x}, None
+    total = sum(rows)
+    return PredictionGroup(ids, stamps, dep.name, dep.log_version, inputs, joined, latencies,
+                           variant, columns, None if total == len(rows) else rows)  # fmt: skip
+
+
+def _log_batches(items: list[tuple[Any, ...]]) -> list[PredictionBatch]:
+    """Pending log entries as one :class:`~gyre.predictions.PredictionBatch` each."""
+    batches = []
+    for rid, now_ms, dep, prepared, outputs, latency, variant in items:
+        try:
+            inputs, columns = _log_inputs(prepared, dep.column_names)
+            rows = len(inputs) if columns is not None else len(next(iter(inputs.values())))
+            batches.append(PredictionBatch(rid, now_ms, dep.name, dep.log_version, inputs,
+                                           _log_outputs(outputs, rows), latency, variant,
+                                           columns))  # fmt: skip
+        except Exception:  # the log must never fail a prediction that was answered
+            logger.exception("could not log prediction %s", rid)
+    return batches
 
 
 class _Server:
@@ -452,27 +512,44 @@ class _Server:
         pending, self._log_pending = self._log_pending, []
         if self.log is None or not pending:
             return
-        batches: list[PredictionBatch] = []
-        for rid, now_ms, dep, prepared, outputs, latency, variant in pending:
-            try:
-                inputs, columns = _log_inputs(prepared, dep.column_names)
-                rows = len(inputs) if columns is not None else len(next(iter(inputs.values())))
-                batches.append(PredictionBatch(rid, now_ms, dep.name, dep.log_version, inputs,
-                                               _log_outputs(outputs, rows), latency, variant,
-                                               columns))  # fmt: skip
-            except Exception:  # the log must never fail a prediction that was answered
-                logger.exception("could not log prediction %s", rid)
-        try:
-            self.log.append(batches)
-        except InvalidArgument:
-            # one batch the log refuses must not cost its neighbours their record
-            for batch in batches:
+        # The requests of one version and variant, their arrays joined, are one group (one
+        # spool line); what does not join is logged request by request.
+        by_kind: dict[tuple[Any, str], list[tuple[Any, ...]]] = {}
+        for item in pending:
+            kind = (item[2], item[6])
+            found = by_kind.get(kind)
+            if found is None:
+                by_kind[kind] = [item]
+            else:
+                found.append(item)
+        records: list[PredictionGroup | PredictionBatch] = []
+        grouped: dict[int, list[tuple[Any, ...]]] = {}  # records[i] is a group of these
+        for (dep, variant), items in by_kind.items():
+            group = None
+            if len(items) > 1:
                 try:
-                    self.log.append((batch,))
-                except InvalidArgument as exc:
-                    logger.error("could not log prediction %s: %s", batch.request_id, exc)
+                    group = _log_group(dep, variant, items)
+                except Exception:  # (the batches below say what is wrong)
+                    group = None
+            if group is not None:
+                grouped[len(records)] = items
+                records.append(group)
+            else:
+                records += _log_batches(items)
+        try:
+            self.log.append(records)
+        except InvalidArgument:
+            # one request the log refuses must not cost its neighbours their records
+            for i, record in enumerate(records):
+                ones = _log_batches(grouped[i]) if i in grouped else [record]
+                for one in ones:
+                    assert isinstance(one, PredictionBatch)
+                    try:
+                        self.log.append((one,))
+                    except InvalidArgument as exc:
+                        logger.error("could not log prediction %s: %s", one.request_id, exc)
         except Exception as exc:  # the spool is behind or failing: it says why, once
-            logger.error("could not log %d predictions: %s", len(batches), exc)
+            logger.error("could not log %d predictions: %s", len(pending), exc)
 
     # -- shadow ---------------------------------------------------------------------------
 
