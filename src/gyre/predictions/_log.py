@@ -347,8 +347,10 @@ class PredictionLog:
                 if self._write_error is None or exc.message != self._write_error.message:
                     logger.error("prediction spool: %s", exc)
                 self._write_error = exc
+                self._stop.wait(self.sync_interval_ms / 4000)  # then retry
             except Exception:  # never let the writer die: it is the durability
                 logger.exception("prediction spool writer failed; retrying")
+                self._stop.wait(self.sync_interval_ms / 4000)
 
     def _due(self) -> float:
         """Seconds until what is queued must be written: when the oldest of it has waited

@@ -9,6 +9,8 @@ A spool line is one JSON object ending in ``\\n`` (JSON Lines):
      "out":{"prediction":{"dt":"<i8","sh":[64],"b64":"..."},"label":["yes",..]}}
     {"k":"b",...,"cols":null,"n":3,"in":{"age":{"dt":"<i8","sh":[3],"b64":".."},
      "city":["oslo","rome","oslo"]},"out":{..}}
+    {"k":"b","id":["r1","r2"],"ts":[..,..],"lat":[..,..],"rq":[1,3],"m":..,...,"n":4,
+     "in":{..},"out":{..}}                                      a group line
     {"k":"f","id":..,"ts":..,"m":..,"label":..}                 a ground-truth label
 
 A ``"b"`` line is one :class:`PredictionBatch`: ``n`` rows, its inputs under ``"cols"``
@@ -17,7 +19,10 @@ values. A numeric numpy array (bool, int, uint, float of up to 8 bytes, 1-D or 2
 *binary block*: its raw little-endian bytes in base64, with its dtype and shape; anything
 else is JSON (a 2-D input as a list of rows, other columns and outputs as lists). Lines
 written before binary blocks existed hold JSON only, and are read as they always were.
-Compaction expands a batch into ``n`` rows; nothing else reads it. Files written before
+A *group line* is a batch line of several requests (a :class:`PredictionGroup`, or batches
+of one ``append`` call joined by :func:`encode_records`): ``"id"``, ``"ts"`` and ``"lat"``
+hold one value per request, ``"rq"`` the rows of each (left out when each has one), and its
+requests share a UTC day. Compaction expands a batch into ``n`` rows; nothing else reads it. Files written before
 batches existed hold ``"p"`` and ``"f"`` lines only, and compact as they always did.
 
 Records and batches are encoded when they are appended, on the caller's thread: about 2 µs
