@@ -42,9 +42,9 @@ def test_eight_processes_log_into_one_sqlite_file_without_losing_a_point(
         )
         for w in range(8)
     ]
+    finished = [(p, *p.communicate(timeout=240)) for p in procs]  # every one, then check
     run_ids = []
-    for p in procs:
-        out, err = p.communicate(timeout=240)
+    for p, out, err in finished:
         assert p.returncode == 0, err
         assert "database is locked" not in err
         run_ids.append(out.strip())
@@ -91,3 +91,25 @@ def test_kill_9_after_flush_loses_nothing_that_was_flushed(sqlite_uri: str) -> N
     assert steps[:5000] == list(range(5000))
     assert client.get_run(run_id).params == {"p": "1"}
     client.close()
+
+
+def test_a_database_locked_while_another_process_opens_it_is_tried_again() -> None:
+    import sqlite3
+
+    from gyre.store._sql_base import _retry_locked
+
+    answers = iter([sqlite3.OperationalError("database is locked")] * 2 + ["wal"])
+
+    def pragma() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert _retry_locked(pragma) == "wal"
+
+    def broken() -> str:
+        raise sqlite3.OperationalError("no such table: runs")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _retry_locked(broken)  # any other error at once

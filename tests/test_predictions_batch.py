@@ -987,6 +987,7 @@ def test_a_group_of_json_values_or_of_two_days_is_logged_as_its_requests(
         ({"request_ids": ["a"]}, "1 request ids, 2 timestamps"),
         ({"latencies_ms": [1.0]}, "and 1 latencies"),
         ({"rows": [1, 1]}, "hold 3 rows, its requests 2"),
+        ({"rows": [1, 1], "request_ids": ["a", 7]}, "hold 3 rows, its requests 2"),
         ({"rows": [2, 0, 1]}, "not one positive count"),
         ({"rows": [3]}, "not one positive count"),
     ],

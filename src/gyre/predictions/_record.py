@@ -407,6 +407,15 @@ def encode_group(g: PredictionGroup) -> tuple[bytes, int, list[str], list[tuple[
                 hint="rows[i]: how many rows request i has (None: one each)",
             )
     total = count if rows is None else sum(rows)
+    known = _rows(
+        next(iter(g.inputs.values()), None) if isinstance(g.inputs, Mapping) else g.inputs
+    )
+    if known is not None and known != total:
+        raise InvalidArgument(
+            f"the inputs of the group of requests {first!r}.. hold {known} rows, its "
+            f"requests {total}",
+            hint="rows[i]: how many rows request i has (None: one each)",
+        )
     if rows is not None:
         multi = [(rid, n) for rid, n in zip(ids, rows, strict=True) if n > 1]
         single = [rid for rid, n in zip(ids, rows, strict=True) if n == 1]
@@ -421,15 +430,6 @@ def encode_group(g: PredictionGroup) -> tuple[bytes, int, list[str], list[tuple[
         or type(g.version) is not int
     ):
         return b"", total, single, multi
-    known = _rows(
-        next(iter(g.inputs.values()), None) if isinstance(g.inputs, Mapping) else g.inputs
-    )
-    if known is not None and known != total:
-        raise InvalidArgument(
-            f"the inputs of the group of requests {first!r}.. hold {known} rows, its "
-            f"requests {total}",
-            hint="rows[i]: how many rows request i has (None: one each)",
-        )
     if rows is not None and all(n == 1 for n in rows):
         rows = None
     parts = _fast_parts(g.model, g.version, g.variant, g.columns, g.inputs, g.outputs)

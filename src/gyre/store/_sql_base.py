@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -41,6 +42,26 @@ def masked(uri: str) -> str:
     except sa.exc.ArgumentError:
         return uri
     return url.render_as_string(hide_password=True)
+
+
+_T = TypeVar("_T")
+
+
+def _retry_locked(call: Callable[[], _T], seconds: float = 30.0) -> _T:
+    """``call()``, again after a short wait while SQLite says the database is locked
+    without waiting itself: it does so, busy timeout or not, when another process opens a
+    new database file at the same moment (switching it to WAL, or initialising its WAL
+    index). Seen once in eight processes opening one new file under a loaded machine."""
+    deadline = time.monotonic() + seconds
+    pause = 0.01
+    while True:
+        try:
+            return call()
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 class SqlBase:
@@ -90,10 +111,10 @@ class SqlBase:
                 # Let SQLAlchemy's "begin" event, not pysqlite, open transactions.
                 dbapi_conn.isolation_level = None
                 cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=60000")
+                _retry_locked(lambda: cur.execute("PRAGMA journal_mode=WAL"))
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=60000")
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -113,7 +134,7 @@ class SqlBase:
     def _ensure_schema(self) -> None:
         """Bring the database to the newest schema in place; nothing is ever recreated."""
         try:
-            if self._current_revision() == HEAD_REVISION:
+            if _retry_locked(self._current_revision) == HEAD_REVISION:
                 return
             with self._migration_lock():
                 if self._current_revision() == HEAD_REVISION:
