@@ -22,8 +22,9 @@ written before binary blocks existed hold JSON only, and are read as they always
 A *group line* is a batch line of several requests (a :class:`PredictionGroup`, or batches
 of one ``append`` call joined by :func:`encode_records`): ``"id"``, ``"ts"`` and ``"lat"``
 hold one value per request, ``"rq"`` the rows of each (left out when each has one), and its
-requests share a UTC day. Compaction expands a batch into ``n`` rows; nothing else reads it. Files written before
-batches existed hold ``"p"`` and ``"f"`` lines only, and compact as they always did.
+requests share a UTC day. Compaction expands a batch into ``n`` rows; nothing else reads
+it. Files written before batches existed hold ``"p"`` and ``"f"`` lines only, and compact
+as they always did.
 
 Records and batches are encoded when they are appended, on the caller's thread: about 2 µs
 per record (one orjson call); a batch of numeric arrays is pieces cached per column list,
