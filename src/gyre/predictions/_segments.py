@@ -95,10 +95,23 @@ def build_segments(
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    """The segment's file: snappy-compressed, statistics for the columns queries filter
+    on (the ids, times, model, version and variant), not for every input and output.
+
+    Compaction runs on the serving machine's cores, so what it costs comes off the
+    server's throughput: with zstd, writing a segment of 64-row requests of 20 floats took
+    twice as long as with snappy for files ~10% smaller, and was half of compacting them."""
     import pyarrow.parquet as pq
 
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd", use_dictionary=_repeating(table))
+    names = table.column_names
+    pq.write_table(
+        table,
+        buffer,
+        compression="snappy",
+        use_dictionary=_repeating(table),
+        write_statistics=[n for n in names if not n.startswith(("in_", "out_"))],
+    )
     return buffer.getvalue()
 
 
