@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -542,8 +542,7 @@ class _Server:
             # one request the log refuses must not cost its neighbours their records
             for i, record in enumerate(records):
                 ones = _log_batches(grouped[i]) if i in grouped else [record]
-                for one in ones:
-                    assert isinstance(one, PredictionBatch)
+                for one in cast(list[PredictionBatch], ones):  # (groups were split)
                     try:
                         self.log.append((one,))
                     except InvalidArgument as exc:
