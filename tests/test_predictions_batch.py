@@ -1006,6 +1006,26 @@ def test_a_group_whose_parts_do_not_fit_is_refused_naming_it(
         assert log.stats()["appended_records"] == 0, "nothing of the call is kept"
 
 
+def test_batches_of_one_call_are_all_logged_when_their_kind_is_forgotten_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached kinds of batch are cleared when full; a kind forgotten while a call is
+    encoded (by a new kind in the same call) costs its batches nothing: each is a line."""
+    monkeypatch.setattr("gyre.predictions._record._CACHE_SIZE", 1)
+    turn = _server_turn(6)
+    other = batch("other", model="fraud")  # a new kind: the cache is cleared for it
+    store = open_artifact_store(str(tmp_path / "g" / "artifacts"))
+    with PredictionLog(tmp_path / "g" / "spool", store) as log:
+        log.append(turn[:1])
+        log.append([*turn[1:], other])
+        assert log.stats()["appended_records"] == sum(len(b.inputs) for b in turn) + 3
+    assert_same_tables(
+        query(store, "churn", with_feedback=False),
+        compacted(tmp_path, "records", [as_records(b) for b in turn]),
+    )
+    assert query(store, "fraud").num_rows == 3
+
+
 def test_a_group_of_one_row_requests_has_no_row_counts(spool: Path) -> None:
     one_row = [b for b in _server_turn(30) if len(b.inputs) == 1]
     with PredictionLog(spool) as log:

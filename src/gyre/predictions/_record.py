@@ -237,20 +237,32 @@ def encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
     if parts is None:
         return _encode_batch(b)
     n, head, middle = parts
+    line = _line(rid, ts, b.latency_ms, None, head, middle)
+    return (line, n) if line else _encode_batch(b)
+
+
+def _line(
+    rid: Any, ts: Any, latency: Any, rows: list[int] | None, head: bytes, middle: list[bytes]
+) -> bytes:
+    """A batch line (a group line when ``rid``, ``ts`` and ``latency`` are lists) from the
+    pieces :func:`_fast_parts` made; empty if a field cannot be encoded here (a timestamp
+    beyond 64 bits, a latency that is not a number: the full path says so)."""
     try:
-        line = [
+        parts = [
             b'{"k":"b","id":',
             orjson.dumps(rid),
             b',"ts":',
-            orjson.dumps(ts),  # (TypeError beyond 64 bits, as _encode_batch's)
+            orjson.dumps(ts),
             b',"lat":',
-            orjson.dumps(b.latency_ms, None, _HEAD_OPTIONS),
-            head,
-            *middle,
+            orjson.dumps(latency, None, _HEAD_OPTIONS),
         ]
     except TypeError:
-        return _encode_batch(b)
-    return b"".join(line), n
+        return b""
+    if rows is not None:
+        parts += (b',"rq":', orjson.dumps(rows))
+    parts.append(head)
+    parts += middle
+    return b"".join(parts)
 
 
 def _fast_parts(
@@ -367,19 +379,66 @@ def encode_records(records: Sequence[PredictionRecord | PredictionBatch]) -> Enc
             ids.append(r.request_id)
         else:
             multi.append((r.request_id, n))
-    for key, (at, batches) in groups.items():
-        line, n = (_encode_group(key, batches) if len(batches) > 1 else None) or encode_batch(
-            batches[0]
-        )
-        lines[at], counts[at] = line, n
-        for b in batches:
-            x = b.inputs
-            rows = len(next(iter(x.values())) if type(x) is dict else x)
-            if rows == 1:
+    placed: dict[int, tuple[list[bytes], list[int]]] = {}  # group place -> its lines
+    for at, batches in groups.values():
+        line = b""
+        if len(batches) > 1:
+            line, n, group_ids, group_multi = encode_group(_joined(batches))
+        if line:
+            placed[at] = [line], [n]
+            ids += group_ids
+            multi += group_multi
+            continue
+        alone = [encode_batch(b) for b in batches]  # (not one line after all)
+        placed[at] = [line for line, _ in alone], [n for _, n in alone]
+        for b, (_, n) in zip(batches, alone, strict=True):
+            if n == 1:
                 ids.append(b.request_id)
             else:
-                multi.append((b.request_id, rows))
+                multi.append((b.request_id, n))
+    if placed:
+        lines, counts = _placed(lines, counts, placed)
     return lines, counts, ids, multi
+
+
+def _joined(batches: list[PredictionBatch]) -> PredictionGroup:
+    """Batches of one group key (see :func:`_group_key`) as one group, their arrays joined."""
+    concatenate = _concatenate[0]
+    first = batches[0]
+    if type(first.inputs) is dict:
+        inputs: Any = {k: concatenate([b.inputs[k] for b in batches]) for k in first.inputs}
+        rows = [len(next(iter(b.inputs.values()))) for b in batches]
+    else:
+        inputs = concatenate([b.inputs for b in batches])
+        rows = [len(b.inputs) for b in batches]
+    return PredictionGroup(
+        [b.request_id for b in batches],
+        [b.timestamp_ms for b in batches],
+        first.model,
+        first.version,
+        inputs,
+        {k: concatenate([b.outputs[k] for b in batches]) for k in first.outputs},
+        [b.latency_ms for b in batches],
+        first.variant,
+        first.columns,
+        rows,
+    )
+
+
+def _placed(
+    lines: list[bytes], counts: list[int], placed: dict[int, tuple[list[bytes], list[int]]]
+) -> tuple[list[bytes], list[int]]:
+    """``lines`` and ``counts`` with the lines of each group at its place."""
+    out_lines: list[bytes] = []
+    out_counts: list[int] = []
+    for i, (line, n) in enumerate(zip(lines, counts, strict=True)):
+        if i in placed:
+            out_lines += placed[i][0]
+            out_counts += placed[i][1]
+        else:
+            out_lines.append(line)
+            out_counts.append(n)
+    return out_lines, out_counts
 
 
 def encode_group(g: PredictionGroup) -> tuple[bytes, int, list[str], list[tuple[str, int]]]:
@@ -437,22 +496,7 @@ def encode_group(g: PredictionGroup) -> tuple[bytes, int, list[str], list[tuple[
     if parts is None or parts[0] != total:
         return b"", total, single, multi
     n, head, middle = parts
-    try:
-        line = [
-            b'{"k":"b","id":',
-            orjson.dumps(ids),
-            b',"ts":',
-            orjson.dumps(stamps),  # TypeError beyond 64 bits
-            b',"lat":',
-            orjson.dumps(latencies, None, _HEAD_OPTIONS),
-        ]
-    except TypeError:
-        return b"", total, single, multi
-    if rows is not None:
-        line += (b',"rq":', orjson.dumps(rows))
-    line.append(head)
-    line += middle
-    return b"".join(line), n, single, multi
+    return _line(ids, stamps, latencies, rows, head, middle), n, single, multi
 
 
 def _split(g: PredictionGroup) -> list[PredictionBatch]:
@@ -557,58 +601,6 @@ def _signature(arrays: dict[Any, Any], n: int, key: list[Any], ndarray: Any) -> 
             return False
         key += (name, values.dtype, shape[1:])
     return True
-
-
-def _encode_group(key: Any, batches: list[PredictionBatch]) -> tuple[bytes, int] | None:
-    """One line for ``batches`` of one group key; None if a field cannot be encoded here
-    (then each is encoded alone, which says what is wrong with it)."""
-    concatenate = _concatenate[0]
-    head = _HEADS.get(key[0])
-    if head is None:  # (the cache was cleared meanwhile)
-        return None
-    first = batches[0].inputs
-    table = type(first) is dict
-    rows = [len(next(iter(b.inputs.values()))) if table else len(b.inputs) for b in batches]
-    n = sum(rows)
-    try:
-        parts = [
-            b'{"k":"b","id":',
-            orjson.dumps([b.request_id for b in batches]),
-            b',"ts":',
-            orjson.dumps([b.timestamp_ms for b in batches]),  # TypeError beyond 64 bits
-            b',"lat":',
-            orjson.dumps([b.latency_ms for b in batches], None, _HEAD_OPTIONS),
-        ]
-    except TypeError:
-        return None
-    if n != len(batches):
-        parts += (b',"rq":', orjson.dumps(rows))
-    parts.append(head[1])
-    if table:
-        parts.append(b',"n":%d,"in":{' % n)
-        _joined_blocks([b.inputs for b in batches], n, parts)
-        parts.append(b'},"out":{')
-    else:
-        x = concatenate([b.inputs for b in batches])
-        kind = _DTYPES[x.dtype]
-        shape = (n, x.shape[1], "in")
-        parts += (kind[1].get(shape) or _opening(kind, shape), _b64(x), b'"},"out":{')
-    _joined_blocks([b.outputs for b in batches], n, parts)
-    parts.append(b"}}\n")
-    return b"".join(parts), n
-
-
-def _joined_blocks(arrays: list[Mapping[str, Any]], n: int, parts: list[bytes]) -> None:
-    """Append the binary blocks of the arrays of each name in ``arrays`` (dicts of one
-    signature), joined: the members of a JSON object, ``n`` rows each."""
-    concatenate = _concatenate[0]
-    sep = b""
-    for name in arrays[0]:
-        values = concatenate([a[name] for a in arrays])
-        kind = _DTYPES[values.dtype]
-        opening = kind[1].get(values.shape) or _opening(kind, values.shape)
-        parts += (sep, _NAMES.get(name) or _name(name), opening, _b64(values), b'"}')
-        sep = b","
 
 
 def _encode_batch(b: PredictionBatch) -> tuple[bytes, int]:
