@@ -31,7 +31,9 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -162,37 +164,38 @@ def batches(calls: int, rows: int, *, proba: bool, prefix: str = "r") -> list[Pr
 def batch_append_cost(folder: Path, rows: int, calls: int, *, proba: bool) -> float:
     """Microseconds per ``append([batch])`` of ``rows`` rows, the writer running alongside:
     the best of five rounds of ``calls`` calls."""
-    best = float("inf")
-    with PredictionLog(folder, sync_interval_ms=50, segment_rows=10**9) as log:
-        for round_ in range(5):
-            made = batches(calls, rows, proba=proba, prefix=f"r{round_}-")
-            append = log.append
-            start = time.perf_counter()
-            for b in made:
-                append((b,))
-            best = min(best, time.perf_counter() - start)
-            log.flush()
-    return best / calls * 1e6
+    return _best_append(
+        folder, lambda round_: batches(calls, rows, proba=proba, prefix=f"r{round_}-"), calls
+    )
 
 
 def group_append_cost(folder: Path, requests: int, calls: int) -> float:
     """Microseconds per request of ``append([group])``, a group of ``requests`` one-row
     requests (their arrays joined, as the server logs the requests of one loop turn), the
     writer running alongside: the best of five rounds of ``calls`` calls."""
+
+    def made(round_: int) -> list[PredictionGroup]:
+        return [
+            _group(batches(requests, 1, proba=True, prefix=f"r{round_}-{c}-")) for c in range(calls)
+        ]
+
+    return _best_append(folder, made, calls * requests)
+
+
+def _best_append(folder: Path, make: Callable[[int], Sequence[Any]], per: int) -> float:
+    """Microseconds per ``per`` of appending what ``make(round)`` makes, one call each:
+    the best of five rounds (made before each is timed), the writer running alongside."""
     best = float("inf")
     with PredictionLog(folder, segment_rows=10**9) as log:
         for round_ in range(5):
-            made = [
-                _group(batches(requests, 1, proba=True, prefix=f"r{round_}-{c}-"))
-                for c in range(calls)
-            ]
+            made = make(round_)
             append = log.append
             start = time.perf_counter()
-            for g in made:
-                append((g,))
+            for record in made:
+                append((record,))
             best = min(best, time.perf_counter() - start)
             log.flush()
-    return best / (calls * requests) * 1e6
+    return best / per * 1e6
 
 
 def _group(made: list[PredictionBatch]) -> PredictionGroup:
