@@ -19,11 +19,13 @@ from gyre.artifacts import ArtifactStore, open_artifact_store
 from gyre.artifacts._http import HttpArtifactStore
 from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.predictions import (
+    Compaction,
     FeedbackResult,
     PredictionLog,
     PredictionRecord,
     _layout,
     _spool,
+    compact_folder,
     feedback_coverage,
     query,
     query_frame,
@@ -137,6 +139,27 @@ def test_background_compaction_makes_records_queryable(store: ArtifactStore, spo
             assert time.monotonic() < deadline, f"not compacted: {log.stats()}"
             time.sleep(0.02)  # poll interval
         assert log.stats()["segments_written"] >= 1
+
+
+def test_a_log_without_background_compaction_leaves_its_files_to_another_compactor(
+    store: ArtifactStore, spool: Path
+) -> None:
+    counts = Compaction()
+    with PredictionLog(spool, store, compact_interval_s=0.05, background_compaction=False) as log:
+        log.append(records(30))
+        deadline = time.monotonic() + 20
+        # The log finishes its file on its own (every 0.05 s); compacting it is another's job.
+        while counts.rows < 30:
+            assert time.monotonic() < deadline, f"no finished spool file: {log.stats()}"
+            compact_folder(spool, store, counts)
+            time.sleep(0.02)  # poll interval
+        stats = log.stats()
+        assert stats["segments_written"] == 0 and stats["compacted_records"] == 0
+        assert stats["spool_files"] == 0
+        log.append(records(5, prefix="late"))
+    # close() still compacts what is left, in the calling thread
+    assert query(store, "churn").num_rows == 35
+    assert counts.segments >= 1 and not list(spool.glob("*.jsonl"))
 
 
 def test_close_compacts_and_refuses_later_appends(store: ArtifactStore, spool: Path) -> None:

@@ -101,6 +101,115 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         httpx.get(f"{url}/v2/health/live", timeout=2)
 
 
+def _compactors(spool: Path) -> list[int]:
+    """The pids of the spool compactor processes of ``spool`` that are running."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        ours = b"gyre.predictions._compactor" in argv and str(spool).encode() in argv
+        if ours and state not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> None:
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import query
+
+    model_dir = save_doubler(tmp_path / "dbl")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    home = tmp_path / "home"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GYRE_HOME": str(home),
+           "GYRE_COMPACT_INTERVAL_S": "0.2", "GYRE_COMPACT_NICE": "5"}  # fmt: skip
+    for name in ("GYRE_ARTIFACT_URI", "GYRE_SPOOL_DIR", "GYRE_TRACKING_URI"):
+        env.pop(name, None)
+    command = [
+        sys.executable, "-c", "from tests.test_serving_batch import _cli; _cli()()",
+        "serve", f"dbl={model_dir}", "--port", str(port), "--workers", "2",
+    ]  # fmt: skip
+    out = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    spool = home / "predictions" / "spool"
+    store = open_artifact_store(str(home / "artifacts"))
+    try:
+        wait_ready(url, alive=lambda: server.poll() is None)
+        [compactor] = _compactors(spool)
+        stat = Path(f"/proc/{compactor}/stat").read_text().rsplit(")", 1)[1].split()
+        assert stat[16] == "5", "the compactor runs at the niceness GYRE_COMPACT_NICE gives"
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(10):
+                answer = client.post("/predict/dbl", json=[{"x": float(i)}])
+                assert answer.status_code == 200, answer.text
+        # compacted while the server runs: the workers finish their spool files every
+        # 0.2 s, the compactor turns them into segments
+        deadline = time.monotonic() + 60
+        while query(store, "dbl").num_rows < 10:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.05)  # poll interval
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        out.close()
+    assert query(store, "dbl").num_rows == 10
+    assert not _compactors(spool), "the compactor stops with its server"
+
+
+def test_serve_takes_the_spool_settings_from_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from gyre.serving._entry import _open_log
+
+    monkeypatch.setenv("GYRE_SPOOL_DIR", str(tmp_path / "my-spool"))
+    monkeypatch.setenv("GYRE_SPOOL_SYNC_MS", "40")
+    monkeypatch.setenv("GYRE_COMPACT_INTERVAL_S", "7.5")
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI"):
+        monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
+        monkeypatch.delenv(name)
+    model_dir = save_classifier(tmp_path / "clf")
+    result = CliRunner().invoke(_cli(), ["serve", f"churn={model_dir}"])
+    assert result.exit_code == 0, result.output
+    spec = json.loads(os.environ["_GYRE_SERVE_SPEC"])
+    assert spec["spool_dir"] == str((tmp_path / "my-spool").resolve())
+    log = _open_log(spec["spool_dir"], str(tmp_path / "artifacts"), spec["log"])  # a worker's
+    try:
+        assert (log.sync_interval_ms, log.compact_interval_s) == (40, 7.5)
+        assert log.background_compaction is False  # the server's compactor process does it
+    finally:
+        log.close()
+
+
+def test_serve_refuses_bad_prediction_log_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gyre.errors import InvalidArgument
+
+    monkeypatch.setenv("GYRE_COMPACT_INTERVAL_S", "soon")
+    model_dir = save_classifier(tmp_path / "clf")
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    assert isinstance(result.exception, InvalidArgument)
+    assert "GYRE_COMPACT_INTERVAL_S='soon' (from env) is not a positive number" in str(
+        result.exception
+    )
+    monkeypatch.delenv("GYRE_COMPACT_INTERVAL_S")
+    monkeypatch.setenv("GYRE_SPOOL_SYNC_MS", "0")
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    assert isinstance(result.exception, InvalidArgument)
+    assert "GYRE_SPOOL_SYNC_MS=0 must be at least 1" in str(result.exception)
+
+
 def _wait_for_predict_call(url: str, seconds: float = 30.0) -> None:
     """Until the metrics (summed over both workers) show the slow predict call started."""
     series = 'gyre_serving_batch_rows_count{model="slow"'

@@ -25,6 +25,8 @@ __all__ = [
     "Setting",
     "artifact_uri_for",
     "get",
+    "get_int",
+    "get_positive_float",
     "gyre_home",
     "resolve",
     "resolve_all",
@@ -74,14 +76,26 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting(
             "GYRE_SPOOL_DIR",
-            "{GYRE_HOME}/spool",
-            "Where a prediction server spools its prediction log before compacting it.",
+            "{GYRE_HOME}/predictions/spool",
+            "Where `gyre serve` spools its prediction log before compacting it (`--spool-dir`).",
         ),
         Setting(
             "GYRE_SPOOL_SYNC_MS",
             "100",
             "Prediction-log sync interval: an answered prediction is on disk (fsync'd) at most "
             "this many milliseconds after its response.",
+        ),
+        Setting(
+            "GYRE_COMPACT_INTERVAL_S",
+            "30",
+            "Seconds between compactions of the prediction spool into Parquet segments "
+            "(queries see what was compacted).",
+        ),
+        Setting(
+            "GYRE_COMPACT_NICE",
+            "10",
+            "CPU niceness `gyre serve` adds to its spool compactor process, so that it yields "
+            "to the workers on a busy machine; 0 for the workers' priority.",
         ),
         Setting(
             "GYRE_FAST_PREDICT",
@@ -195,6 +209,20 @@ def get_int(name: str) -> int:
         raise InvalidArgument(
             f"{name}={resolved.value!r} (from {resolved.source}) is not a whole number"
         ) from None
+
+
+def get_positive_float(name: str) -> float:
+    resolved = resolve(name)
+    try:
+        value = float(resolved.value)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise InvalidArgument(
+            f"{name}={resolved.value!r} (from {resolved.source}) is not a positive number",
+            hint=f"e.g. {name}={SETTINGS[name].default}",
+        )
+    return value
 
 
 def artifact_uri_for(tracking_uri: str, flag: str | None = None) -> str:

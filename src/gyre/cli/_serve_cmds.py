@@ -146,7 +146,10 @@ def serve(
     ] = True,
     spool_dir: Annotated[
         Path | None,
-        typer.Option(help="Prediction-log spool folder. [default: GYRE_HOME/predictions/spool]"),
+        typer.Option(
+            help="Prediction-log spool folder. [default: GYRE_SPOOL_DIR, i.e. "
+            "GYRE_HOME/predictions/spool]"
+        ),
     ] = None,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="One JSON line per request.")
@@ -280,7 +283,7 @@ def serve(
         if log:
             spool = str((spool_dir or folder / "spool").resolve())
     elif log:
-        spool = str((spool_dir or config.gyre_home() / "predictions" / "spool").resolve())
+        spool = str((spool_dir or Path(config.get("GYRE_SPOOL_DIR"))).resolve())
     spec = {
         "models": [
             {"name": s.name, "version": s.version, "path": s.path, "source": s.source}
@@ -300,6 +303,18 @@ def serve(
         "spool_dir": spool,
         "access_log": access_log,
     }
+    compact_nice, compact_interval = 0, 0.0
+    if spool:
+        # Read here, where a bad value gets the CLI's one-line error, not in every worker.
+        compact_nice = config.get_int("GYRE_COMPACT_NICE")
+        compact_interval = config.get_positive_float("GYRE_COMPACT_INTERVAL_S")
+        sync_ms = config.get_int("GYRE_SPOOL_SYNC_MS")
+        if sync_ms < 1:
+            raise InvalidArgument(
+                f"GYRE_SPOOL_SYNC_MS={sync_ms} must be at least 1",
+                hint="milliseconds between the spool's fsyncs, e.g. 100",
+            )
+        spec["log"] = {"sync_interval_ms": sync_ms, "compact_interval_s": compact_interval}
 
     err = Console(stderr=True)
     if use_auth and not active:
@@ -327,6 +342,14 @@ def serve(
     if workers > 1:  # counters and histograms summed over the workers
         metrics_dir = tempfile.mkdtemp(prefix="gyre-serve-metrics-")
         os.environ[_MULTIPROC_ENV] = metrics_dir
+    compactor = None
+    if spool:
+        from gyre.predictions._compactor import CompactorProcess
+
+        # One process compacts the workers' spool files, at a lower CPU priority (see there).
+        store = edge_spec["store"] if edge_spec is not None else None
+        compactor = CompactorProcess(spool, store, interval_s=compact_interval, nice=compact_nice)
+        compactor.start()
     try:
         uvicorn.run(
             _APP_FACTORY,
@@ -345,6 +368,8 @@ def serve(
             server_header=False,
         )
     finally:
+        if compactor is not None:
+            compactor.stop()
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop(_MULTIPROC_ENV, None)

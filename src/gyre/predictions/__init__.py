@@ -7,7 +7,8 @@ they are on disk (fsync'd) within ``sync_interval_ms`` of the append returning, 
 compacted into Parquet segments in an artifact store, partitioned by model, version and
 UTC day (a batch or group becomes one row per row). Labels that arrive later are logged
 with :meth:`PredictionLog.append_feedback` and joined at query time. :func:`query` reads
-the segments with DuckDB; :func:`sync` copies an edge's log into a central store.
+the segments with DuckDB; :func:`sync` copies an edge's log into a central store;
+:func:`compact_folder` compacts a spool folder from any process.
 
     >>> from gyre.predictions import PredictionBatch, PredictionLog, PredictionRecord, query
     >>> with PredictionLog(spool_dir, store) as log:  # doctest: +SKIP
@@ -22,7 +23,7 @@ the segments with DuckDB; :func:`sync` copies an edge's log into a central store
 See ``docs/predictions.md`` for the durability contract and the layout in the store.
 """
 
-from gyre.predictions._log import PredictionLog
+from gyre.predictions._log import Compaction, PredictionLog, compact_folder
 from gyre.predictions._query import Coverage, feedback_coverage, query, query_frame
 from gyre.predictions._record import (
     FeedbackResult,
@@ -33,6 +34,7 @@ from gyre.predictions._record import (
 from gyre.predictions._sync import SyncReport, sync
 
 __all__ = [
+    "Compaction",
     "Coverage",
     "FeedbackResult",
     "PredictionBatch",
@@ -40,6 +42,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "SyncReport",
+    "compact_folder",
     "feedback_coverage",
     "query",
     "query_frame",

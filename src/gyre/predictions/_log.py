@@ -16,7 +16,11 @@ fsyncs in the calling thread at once.
 Compaction: the active spool file is finished when it holds ``segment_rows`` records (a
 batch counts its rows and is never split: a file holds more only when one batch alone
 does), when :meth:`compact` is called, or every ``compact_interval_s`` by the compaction
-thread (only when an artifact store is given). Each finished file becomes one Parquet
+thread, which then compacts the finished files when the log has an artifact store and
+``background_compaction`` is on. Off, the finished files wait for another process to
+compact them (:func:`compact_folder`; ``gyre serve`` runs one such process beside its
+workers, see ``gyre.predictions._compactor``), and :meth:`compact` and :meth:`close`
+still compact in the calling thread. Each finished file becomes one Parquet
 segment per partition, uploaded as a blob and recorded under a path derived from the file's
 id; the file is deleted only after the manifests say so. A compaction that dies half-way is simply
 run again: it produces the same paths, which replace the entries, never add rows. Spool
@@ -54,7 +58,7 @@ from gyre.predictions._record import (
     encode_records,
 )
 
-__all__ = ["PredictionLog"]
+__all__ = ["Compaction", "PredictionLog", "compact_folder"]
 
 logger = logging.getLogger("gyre.predictions")
 
@@ -70,6 +74,9 @@ class PredictionLog:
 
     ``artifacts``: where compaction puts the Parquet segments; without it the log only
     spools (compact later, from any process, with a log that has one).
+    ``background_compaction``: whether the log's own thread compacts every
+    ``compact_interval_s``; off, it only finishes the active file at that pace, for a
+    process of its own to compact (it then takes nothing of this process's GIL).
 
     >>> log = PredictionLog("/var/spool/gyre", open_artifact_store("s3://ml/gyre"))
     >>> log.append([PredictionRecord("req-1", now_ms, "churn", 3, {"age": 42},
@@ -87,6 +94,7 @@ class PredictionLog:
         sync_interval_ms: int = 100,
         segment_rows: int = 50_000,  # memory, not speed: see docs/predictions.md
         compact_interval_s: float = 30.0,
+        background_compaction: bool = True,
     ) -> None:
         if isinstance(sync_interval_ms, bool) or not isinstance(sync_interval_ms, int):
             raise InvalidArgument(f"sync_interval_ms {sync_interval_ms!r} is not a whole number")
@@ -128,12 +136,8 @@ class PredictionLog:
         self._remember_at = _REMEMBER_ROWS  # the _appended count at which to remember them
         self._closed = False
         self._write_error: GyreError | None = None
-        self._torn = 0
-        self._damaged = 0
-        self._segments = 0
-        self._compacted = 0
+        self._counts = Compaction()
         self._compaction_failures = 0
-        self._indexed: set[tuple[str, str]] = set()  # index entries known to be recorded
 
         self._spool = _spool.SpoolWriter(self.spool_dir)
         self._wake = threading.Event()
@@ -141,13 +145,14 @@ class PredictionLog:
         self._writer = threading.Thread(
             target=self._write_loop, name="gyre-spool-writer", daemon=True
         )
-        self._compactor: threading.Thread | None = None
+        self.background_compaction = background_compaction and artifacts is not None
+        # Finishes the active file every compact_interval_s, and compacts the finished
+        # ones when background_compaction is on (else another process compacts them).
+        self._compactor = threading.Thread(
+            target=self._compact_loop, name="gyre-spool-compactor", daemon=True
+        )
         self._writer.start()
-        if artifacts is not None:
-            self._compactor = threading.Thread(
-                target=self._compact_loop, name="gyre-spool-compactor", daemon=True
-            )
-            self._compactor.start()
+        self._compactor.start()
         # At interpreter exit, write what is queued (a weak reference: never keeps us alive).
         self._atexit = _flush_at_exit(weakref.ref(self))
         atexit.register(self._atexit)
@@ -413,12 +418,12 @@ class PredictionLog:
             return self._compact_finished(self.artifacts)
 
     def _compact_loop(self) -> None:
-        assert self.artifacts is not None
         while not self._stop.wait(self.compact_interval_s):
             try:
                 with self._compact_lock:
                     self._write_queued(rotate=True)
-                    self._compact_finished(self.artifacts)
+                    if self.background_compaction and self.artifacts is not None:
+                        self._compact_finished(self.artifacts)
             except GyreError as exc:
                 self._compaction_failures += 1
                 logger.warning("prediction log compaction failed, will retry: %s", exc)
@@ -427,40 +432,7 @@ class PredictionLog:
                 logger.exception("prediction log compaction failed, will retry")
 
     def _compact_finished(self, store: ArtifactStore) -> list[str]:
-        written: list[str] = []
-        # closing(): a failure mid-way releases the file being compacted at once.
-        with contextlib.closing(_spool.claim_finished(self.spool_dir)) as claimed_files:
-            for claimed in claimed_files:
-                written += self._compact_one(store, claimed)
-        return written
-
-    def _compact_one(self, store: ArtifactStore, claimed: _spool.ClaimedSpool) -> list[str]:
-        from gyre.predictions._segments import build_segments, parquet_bytes
-
-        with _collector_paused():  # (see there)
-            contents = claimed.read()  # (a torn line is cut off the file here: count it now)
-            self._torn += contents.torn
-            self._damaged += contents.damaged
-            segments = build_segments(claimed.spool_id, contents.lines)
-            # The parsed lines, freed before the segments are written, and before the
-            # collector resumes: freed objects leave its count, so it does not start by
-            # walking all of them.
-            del contents
-        path = segment_path(claimed.spool_id)
-        written: list[str] = []
-        partitions: list[Partition] = []
-        rows = 0
-        for partition, table in segments:
-            ref = store.put_blob(io.BytesIO(parquet_bytes(table)))
-            store.append_manifest(partition.scope, {path: ref})
-            written.append(f"{partition.scope}/{path}")
-            partitions.append(partition)
-            rows += table.num_rows
-        record_partitions(store, partitions, self._indexed)
-        claimed.remove()  # only now: every segment is recorded
-        self._segments += len(written)
-        self._compacted += rows
-        return written
+        return compact_folder(self.spool_dir, store, self._counts)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -495,10 +467,10 @@ class PredictionLog:
             "spool_bytes": float(size),
             "appended_records": float(appended),
             "synced_records": float(synced),
-            "compacted_records": float(self._compacted),
-            "segments_written": float(self._segments),
-            "torn_records": float(self._torn),
-            "damaged_lines": float(self._damaged),
+            "compacted_records": float(self._counts.rows),
+            "segments_written": float(self._counts.segments),
+            "torn_records": float(self._counts.torn),
+            "damaged_lines": float(self._counts.damaged),
             "compaction_failures": float(self._compaction_failures),
         }
 
@@ -513,8 +485,7 @@ class PredictionLog:
         atexit.unregister(self._atexit)
         self._stop.set()
         self._wake.set()
-        if self._compactor is not None:
-            self._compactor.join()
+        self._compactor.join()
         self._writer.join()
         with self._compact_lock:
             try:
@@ -523,6 +494,66 @@ class PredictionLog:
                 self._spool.abandon()  # closed already, unless writing failed
             if self.artifacts is not None:
                 self._compact_finished(self.artifacts)
+
+
+class Compaction:
+    """What compactions of a spool folder did, added up (see :func:`compact_folder`)."""
+
+    __slots__ = ("damaged", "indexed", "rows", "segments", "torn")
+
+    def __init__(self) -> None:
+        self.segments = 0  # Parquet segments written
+        self.rows = 0  # records they hold
+        self.torn = 0  # torn last lines cut off (a writer died mid-line)
+        self.damaged = 0  # damaged lines skipped
+        self.indexed: set[tuple[str, str]] = set()  # index entries known to be recorded
+
+
+def compact_folder(
+    spool_dir: Path, store: ArtifactStore, counts: Compaction | None = None
+) -> list[str]:
+    """Turn every finished spool file in ``spool_dir`` (and those of processes that died)
+    into Parquet segments in ``store``, deleting each file once its segments are recorded;
+    the segments' ``<scope>/<path>``. Files other processes hold are left to them. Adds
+    what it did to ``counts``, file by file (a failure half-way keeps what was counted)."""
+    counts = Compaction() if counts is None else counts
+    written: list[str] = []
+    # closing(): a failure mid-way releases the file being compacted at once.
+    with contextlib.closing(_spool.claim_finished(spool_dir)) as claimed_files:
+        for claimed in claimed_files:
+            written += _compact_one(store, claimed, counts)
+    return written
+
+
+def _compact_one(
+    store: ArtifactStore, claimed: _spool.ClaimedSpool, counts: Compaction
+) -> list[str]:
+    from gyre.predictions._segments import build_segments, parquet_bytes
+
+    with _collector_paused():  # (see there)
+        contents = claimed.read()  # (a torn line is cut off the file here: count it now)
+        counts.torn += contents.torn
+        counts.damaged += contents.damaged
+        segments = build_segments(claimed.spool_id, contents.lines)
+        # The parsed lines, freed before the segments are written, and before the
+        # collector resumes: freed objects leave its count, so it does not start by
+        # walking all of them.
+        del contents
+    path = segment_path(claimed.spool_id)
+    written: list[str] = []
+    partitions: list[Partition] = []
+    rows = 0
+    for partition, table in segments:
+        ref = store.put_blob(io.BytesIO(parquet_bytes(table)))
+        store.append_manifest(partition.scope, {path: ref})
+        written.append(f"{partition.scope}/{path}")
+        partitions.append(partition)
+        rows += table.num_rows
+    record_partitions(store, partitions, counts.indexed)
+    claimed.remove()  # only now: every segment is recorded
+    counts.segments += len(written)
+    counts.rows += rows
+    return written
 
 
 _paused = 0  # compactions running with the cyclic garbage collector paused

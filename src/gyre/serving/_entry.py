@@ -4,9 +4,11 @@
 its workers as JSON in ``_GYRE_SERVE_SPEC``: the models (name, version, local package
 folder, source URI) and their challengers (canary or shadow), batching, limits, whether
 auth is on, the tracking URI holding the tokens and the registry to follow aliases in, the
-reload interval, the prediction-log spool folder (absent with ``--no-log``), and in edge
-mode (``--bundle``) the local artifact folder the log compacts into and where to sync it.
-Each worker then loads the packages in its lifespan start-up.
+reload interval, the prediction-log spool folder (absent with ``--no-log``) and its sync
+and compaction intervals, and in edge mode (``--bundle``) the local artifact folder the log
+compacts into and where to sync it. Each worker then loads the packages in its lifespan
+start-up. The workers' logs do not compact in the background: ``gyre serve`` runs one
+compactor process for the spool folder (``gyre.predictions._compactor``).
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ SPEC_ENV = "_GYRE_SERVE_SPEC"
 logger = logging.getLogger("gyre.serving")
 
 
-def _open_log(spool_dir: str, store_dir: str | None) -> Log:
+def _open_log(spool_dir: str, store_dir: str | None, settings: dict[str, Any]) -> Log:
+    """The worker's log. It compacts only when asked (``compact``, ``close``, an edge
+    sync): ``gyre serve`` compacts the spool folder in a process of its own."""
     from gyre import config
     from gyre.artifacts import open_artifact_store
 
     artifacts = open_artifact_store(store_dir or config.get("GYRE_ARTIFACT_URI"))
-    return Log(spool_dir, artifacts)
+    return Log(
+        spool_dir,
+        artifacts,
+        sync_interval_ms=int(settings.get("sync_interval_ms", 100)),
+        compact_interval_s=float(settings.get("compact_interval_s", 30.0)),
+        background_compaction=False,
+    )
 
 
 def _model(m: dict[str, Any], batching: Batching) -> ModelSpec:
@@ -85,7 +95,9 @@ def app_from_env() -> Front:
         registry = Registry(spec["tracking_uri"])  # opened on first use (the first check)
         closers.append(registry.close)
     edge: dict[str, Any] = spec.get("edge") or {}
-    log = _open_log(spec["spool_dir"], edge.get("store")) if spec.get("spool_dir") else None
+    log = None
+    if spec.get("spool_dir"):
+        log = _open_log(spec["spool_dir"], edge.get("store"), spec.get("log") or {})
     edge_sync: EdgeSync | None = None
     if edge.get("sync_to") and log is not None and log.artifacts is not None:
         from gyre.serving._edge import EdgeSync

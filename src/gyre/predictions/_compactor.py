@@ -1,0 +1,191 @@
+"""The spool compactor as a process of its own, beside the processes that serve.
+
+Compacting a spool file into Parquet costs about as much CPU per logged row as answering
+it does on a loaded server (parsing the lines, building columns, writing Parquet: one to
+two microseconds a row). Done by a thread of the serving process it also holds that
+process's GIL for seconds at a time, every ``compact_interval_s``, while requests wait.
+``gyre serve`` therefore runs one :class:`CompactorProcess` for its spool folder, and its
+workers' logs only finish their spool files at that pace (``background_compaction=False``).
+
+The process runs at a lower CPU priority (``nice``, default 10): on a machine with idle
+cores it compacts on them and costs the workers nothing; on a saturated one it yields to
+them, and the spool waits on disk (durable, counted in ``/metrics`` as spool files and
+bytes) until the load falls. At nice 10 it still gets about a tenth of a busy core.
+
+It compacts every ``interval`` seconds, and once more before it exits: when its standard
+input ends (its parent closes the pipe to stop it, and the kernel closes it when the
+parent dies, kill -9 included, so no compactor outlives its server) or on SIGTERM. Ctrl-C
+in a terminal reaches the whole process group: the compactor ignores SIGINT and lets its
+parent stop it. A compaction that fails is logged and tried again at the next interval:
+the files stay.
+
+    python -m gyre.predictions._compactor SPOOL_DIR [--store URI] [--interval S] [--nice N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from gyre.errors import GyreError
+
+__all__ = ["CompactorProcess", "main"]
+
+logger = logging.getLogger("gyre.predictions")
+
+
+class CompactorProcess:
+    """Starts and stops ``python -m gyre.predictions._compactor`` for ``spool_dir``.
+
+    ``store``: the artifact store's URI (default: ``GYRE_ARTIFACT_URI`` as the child
+    resolves it from the environment it inherits). The child is restarted (after a pause)
+    if it dies while this object has not been stopped."""
+
+    def __init__(
+        self,
+        spool_dir: str | Path,
+        store: str | None = None,
+        *,
+        interval_s: float = 30.0,
+        nice: int = 10,
+    ) -> None:
+        self.spool_dir = Path(spool_dir)
+        self.store = store
+        self.interval_s = interval_s
+        self.nice = nice
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+    def _command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "gyre.predictions._compactor", str(self.spool_dir)]
+        cmd += ["--interval", repr(self.interval_s), "--nice", str(self.nice)]
+        if self.store:
+            cmd += ["--store", self.store]
+        return cmd
+
+    def start(self) -> None:
+        """Start the process, and a thread that restarts it should it die."""
+        with self._lock:
+            self._proc = self._spawn()
+        self._watcher = threading.Thread(
+            target=self._watch, name="gyre-compactor-watch", daemon=True
+        )
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while True:
+            proc = self._proc
+            if proc is None:
+                return
+            code = proc.wait()
+            if self._stopping.is_set():
+                return
+            if proc.stdin is not None:
+                proc.stdin.close()
+            logger.error("the spool compactor exited with code %s; restarting it", code)
+            if self._stopping.wait(5.0):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                self._proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        # stdin is the lifeline: closed by stop(), or by the kernel when this process dies
+        return subprocess.Popen(self._command(), stdin=subprocess.PIPE)
+
+    def stop(self, timeout: float = 120.0) -> int | None:
+        """Ask the process to compact once more and exit; its exit code (None: it had to
+        be killed after ``timeout`` seconds, its files left for the next compaction)."""
+        self._stopping.set()
+        with self._lock:
+            proc = self._proc
+        if proc is None:
+            return None
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        if self._watcher is not None:
+            self._watcher.join()
+        return code
+
+
+def _stop_at_eof(stop: threading.Event) -> None:
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except (OSError, ValueError):
+        pass
+    stop.set()
+
+
+def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
+    """Compact ``spool_dir`` every ``interval`` seconds until standard input ends or
+    SIGTERM; then once more. 0, or 1 when that last compaction failed."""
+    from gyre import config
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions._log import Compaction, compact_folder
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
+    store = open_artifact_store(store_uri or config.get("GYRE_ARTIFACT_URI"))
+    counts = Compaction()
+
+    def compact() -> bool:
+        try:
+            compact_folder(spool_dir, store, counts)
+            return True
+        except GyreError as exc:
+            logger.warning("prediction log compaction failed, will retry: %s", exc)
+        except Exception:
+            logger.exception("prediction log compaction failed, will retry")
+        return False
+
+    while not stop.wait(interval):
+        compact()
+    return 0 if compact() else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gyre.predictions._compactor",
+        description="Compact a prediction-log spool folder into Parquet segments, "
+        "every INTERVAL seconds, until standard input ends or SIGTERM.",
+    )
+    parser.add_argument("spool_dir", type=Path)
+    parser.add_argument("--store", help="artifact store URI [default: GYRE_ARTIFACT_URI]")
+    parser.add_argument("--interval", type=float, default=30.0, help="seconds between runs")
+    parser.add_argument("--nice", type=int, default=10, help="CPU niceness to add")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
+    logging.basicConfig(
+        level=logging.INFO, format="gyre spool compactor: %(levelname)s %(message)s"
+    )
+    if args.nice > 0:
+        os.nice(args.nice)
+    if args.interval <= 0:
+        parser.error(f"--interval {args.interval!r} must be positive")
+    return run(args.spool_dir, args.store, args.interval)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

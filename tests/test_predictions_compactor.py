@@ -1,0 +1,112 @@
+"""The spool compactor as a process of its own (what ``gyre serve`` runs beside its workers):
+it compacts on its interval and once more when stopped, at the niceness it was given, and
+never outlives the process that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gyre.artifacts import open_artifact_store
+from gyre.predictions import PredictionLog, query
+from gyre.predictions._compactor import CompactorProcess
+from tests.fixtures.predictions import records
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _spooled(spool: Path, n: int, prefix: str) -> None:
+    """``n`` records in a finished spool file, as a worker that stopped leaves them."""
+    with PredictionLog(spool, None) as log:
+        log.append(records(n, prefix=prefix))
+
+
+def _rows(store_dir: Path) -> int:
+    return int(query(open_artifact_store(str(store_dir)), "churn").num_rows)
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name; None once the process is gone
+    (a zombie counts as gone: it runs nothing)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X") else fields
+
+
+def _until(what: str, done: object, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not done():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        time.sleep(0.05)  # poll interval
+
+
+def test_compacts_on_its_interval_at_the_niceness_given(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    _spooled(spool, 20, "first")
+    compactor = CompactorProcess(spool, str(store), interval_s=0.1, nice=7)
+    compactor.start()
+    try:
+        pid = compactor.pid
+        assert pid is not None and pid != os.getpid()
+        _until("the compactor runs at nice 7", lambda: (_stat(pid) or ["?"] * 20)[16] == "7")
+        _until("the first file is compacted", lambda: _rows(store) == 20)
+        _spooled(spool, 5, "second")
+        _until("a file that came later is compacted", lambda: _rows(store) == 25)
+    finally:
+        assert compactor.stop() == 0
+    assert not list(spool.glob("*.jsonl"))
+
+
+def test_stop_compacts_what_is_left(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    compactor = CompactorProcess(spool, str(store), interval_s=3600, nice=0)
+    compactor.start()
+    _spooled(spool, 12, "late")
+    assert compactor.stop() == 0  # the hour has not passed: this is the last pass
+    assert _rows(store) == 12
+    assert not list(spool.glob("*.jsonl"))
+
+
+def test_a_compactor_that_dies_is_started_again(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    compactor = CompactorProcess(spool, str(store), interval_s=0.1, nice=0)
+    compactor.start()
+    try:
+        first = compactor.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        _until("a new compactor", lambda: compactor.pid not in (None, first), seconds=60)
+        _spooled(spool, 3, "after")
+        _until("the new one compacts", lambda: _rows(store) == 3)
+    finally:
+        assert compactor.stop() == 0
+
+
+def test_the_compactor_stops_when_its_server_is_killed(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    script = (
+        "import sys, time\n"
+        "from gyre.predictions._compactor import CompactorProcess\n"
+        f"c = CompactorProcess({str(spool)!r}, {str(store)!r}, interval_s=3600, nice=0)\n"
+        "c.start()\n"
+        "print(c.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env)
+    assert parent.stdout is not None
+    with parent.stdout:
+        child = int(parent.stdout.readline())
+    _spooled(spool, 4, "orphan")
+    parent.kill()  # kill -9: the parent runs no clean-up
+    parent.wait()
+    _until("the compactor exits", lambda: _stat(child) is None)
+    # ... and it compacted once more on its way out
+    assert _rows(store) == 4
