@@ -154,7 +154,7 @@ TARGET_LOAD = Load(1, 64)  # where the throughput targets are read
 LATENCY_LOAD = Load(1, 1)  # where the latency target is read
 ECHO_ENDPOINT = ("OIP v2", oip_v2("echo"), "oip-echo")
 LOGGING_LOADS = (TARGET_LOAD, Load(64, 8))  # where the logging target is read ...
-LOGGING_ROUNDS = 3  # ... from this many turns of each gyre server, half a cell long each
+LOGGING_ROUNDS = 5  # ... from this many turns of each gyre server, half a cell long each
 PROFILE_LOADS = {"OIP v2": (LATENCY_LOAD, TARGET_LOAD, Load(64, 8)), "/predict": (TARGET_LOAD,)}
 
 

@@ -45,7 +45,7 @@ class CompactorProcess:
 
     ``store``: the artifact store's URI (default: ``GYRE_ARTIFACT_URI`` as the child
     resolves it from the environment it inherits). The child is restarted (after a pause)
-    if it dies while this object has not been stopped."""
+    if it dies, unless this object was stopped or the child was sent SIGTERM."""
 
     def __init__(
         self,
@@ -95,6 +95,9 @@ class CompactorProcess:
                 return
             if proc.stdin is not None:
                 proc.stdin.close()
+            if code == -signal.SIGTERM:  # stopped from outside (the process group, say)
+                logger.info("the spool compactor was stopped by SIGTERM")
+                return
             logger.error("the spool compactor exited with code %s; restarting it", code)
             if self._stopping.wait(5.0):
                 return
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="gyre spool compactor: %(levelname)s %(message)s"
     )
-    if args.nice > 0:
+    if args.nice > 0 and hasattr(os, "nice"):
         os.nice(args.nice)
     if args.interval <= 0:
         parser.error(f"--interval {args.interval!r} must be positive")
