@@ -32,8 +32,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gyre.errors import GyreError
+
+if TYPE_CHECKING:
+    from gyre.artifacts import ArtifactStore
 
 __all__ = ["CompactorProcess", "main"]
 
@@ -150,11 +154,14 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
-    store = open_artifact_store(store_uri or config.get("GYRE_ARTIFACT_URI"))
+    store: ArtifactStore | None = None  # opened on the first compaction that can
     counts = Compaction()
 
     def compact() -> bool:
+        nonlocal store
         try:
+            if store is None:  # (a store that cannot be reached yet is tried again)
+                store = open_artifact_store(store_uri or config.get("GYRE_ARTIFACT_URI"))
             compact_folder(spool_dir, store, counts)
             return True
         except GyreError as exc:
