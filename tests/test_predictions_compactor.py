@@ -110,3 +110,27 @@ def test_the_compactor_stops_when_its_server_is_killed(tmp_path: Path) -> None:
     _until("the compactor exits", lambda: _stat(child) is None)
     # ... and it compacted once more on its way out
     assert _rows(store) == 4
+
+
+def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> None:
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    store.write_text("a file where the store's folder should be")
+    _spooled(spool, 6, "waiting")
+    errors = tmp_path / "compactor.err"
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gyre.predictions._compactor", str(spool),
+             "--store", str(store), "--interval", "0.1", "--nice", "0"],
+            stdin=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        try:
+            _until("the failure is reported", lambda: b"will retry" in errors.read_bytes())
+            assert len(list(spool.glob("*.jsonl"))) == 1, "the spool file is kept"
+            store.unlink()  # the store comes back
+            _until("compacted once it can be", lambda: not list(spool.glob("*.jsonl")))
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            assert proc.wait(timeout=60) == 0
+    assert _rows(store) == 6
+    assert str(store) in errors.read_text(), "the failure names the store"
