@@ -286,6 +286,38 @@ async def test_lone_cheap_jobs_run_on_the_event_loop_others_in_the_predict_threa
         assert all((t == loop_thread) == expect_inline for t in threads[1:]), threads
 
 
+async def test_full_jobs_taken_alone_under_load_run_on_the_loop_once_known_cheap() -> None:
+    """A job of ``max_batch_size`` rows is a batch of its own even while others wait (64-row
+    requests at concurrency 8): it is timed as a batch, so cheap ones stop paying two
+    thread hand-offs each."""
+    import asyncio
+    import threading
+
+    from gyre.serving._batcher import Job, MicroBatcher
+
+    threads: list[str] = []
+
+    def run(jobs: list[Job[int]]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        return [job.payload for job in jobs]
+
+    loop_thread = threading.current_thread().name
+    batcher: MicroBatcher[int] = MicroBatcher(
+        run, name="t", max_batch_size=4, inline_below_ms=1000.0
+    )
+    batcher.start()
+    try:
+        futures = [batcher.submit(i, 4, f"r{i}") for i in range(8)]  # all queued at once
+        assert await asyncio.gather(*futures) == list(range(8))
+    finally:
+        await batcher.stop()
+    assert len(threads) == 8
+    assert threads[0] != loop_thread  # its cost was not known yet
+    # the next six were taken while others waited: batches, known cheap, on the loop
+    assert all(t == loop_thread for t in threads[1:7]), threads
+    assert threads[7] != loop_thread  # the last one was lone: lone jobs' cost is not known
+
+
 async def test_a_challenger_never_predicts_on_the_event_loop(named: Model) -> None:
     from gyre.serving._slots import ModelSlot
 

@@ -187,11 +187,12 @@ class MicroBatcher(Generic[P]):
                 continue
             if self._on_batch is not None:
                 self._on_batch(sum(job.rows for job in batch))
+            lone = self._lone(batch)
             try:
-                if self._cheap(batch):
-                    outcomes = self._timed(batch)
+                if self._cheap(lone):
+                    outcomes = self._timed(batch, lone)
                 else:
-                    outcomes = await loop.run_in_executor(self._executor, self._timed, batch)
+                    outcomes = await loop.run_in_executor(self._executor, self._timed, batch, lone)
             except BaseException as exc:  # run_batch should not raise; never leave jobs hanging
                 outcomes = [exc] * len(batch)
                 if not isinstance(exc, Exception):
@@ -199,24 +200,30 @@ class MicroBatcher(Generic[P]):
                     raise
             self._deliver(batch, outcomes)
 
-    def _cheap(self, batch: list[Job[P]]) -> bool:
+    def _lone(self, batch: list[Job[P]]) -> bool:
+        """Whether the batch just taken is a lone job: nothing else queued or on its way.
+        (A job taken alone while others wait, e.g. a request of ``max_batch_size`` rows
+        under load, is a batch: it is timed, and decided on, as one.)"""
+        return len(batch) == 1 and not self._queue and self._announced == 0
+
+    def _cheap(self, lone: bool) -> bool:
         """Whether the batch just taken may be predicted on the event loop: a lone job
-        when nothing else is queued or on its way and lone jobs have been cheap lately;
-        any batch when batches have been very cheap lately."""
-        if len(batch) == 1 and not self._queue and self._announced == 0:
+        when lone jobs have been cheap lately; any other batch when batches have been
+        very cheap lately."""
+        if lone:
             cost = self._lone_cost
             return cost is not None and cost < self.inline_below
         cost = self._batch_cost
         return cost is not None and cost < self.inline_below / 4
 
-    def _timed(self, batch: list[Job[P]]) -> Sequence[Any]:
+    def _timed(self, batch: list[Job[P]], lone: bool) -> Sequence[Any]:
         # CPU time of this thread: what the call costs, not the time it waited for the GIL
         started = time.thread_time()
         try:
             return self._run_batch(batch)
         finally:
             took = time.thread_time() - started
-            if len(batch) == 1:
+            if lone:
                 cost = self._lone_cost
                 self._lone_cost = took if cost is None else 0.8 * cost + 0.2 * took
             else:
