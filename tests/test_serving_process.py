@@ -4,6 +4,7 @@ command's auth rules."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 
 from gyre.models import Model
 from gyre.serving import ServedModel, create_app, resolve_model
+from tests.test_predictions_compactor import _stat
 from tests.test_serving_app import (
     classifier,  # noqa: F401 - a fixture
     classifier_data,
@@ -63,19 +65,34 @@ def wait_ready(url: str, alive: Callable[[], bool], seconds: float = READY_SECON
 # -- a real `gyre serve` ------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _gyre_serve(
+    tmp_path: Path, args: list[str], env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``gyre serve ARGS`` on a free port, ready; its output in ``tmp_path/serve.log``.
+    Killed at the end if the test has not stopped it."""
+    port = free_port()
+    command = [sys.executable, "-c", "from tests.test_serving_batch import _cli; _cli()()",
+               "serve", *args, "--port", str(port)]  # fmt: skip
+    with (tmp_path / "serve.log").open("wb") as out:
+        server = subprocess.Popen(
+            command, env={**env, "PYTHONPATH": str(REPO)}, stdout=out, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, alive=lambda: server.poll() is None)
+            yield server, url
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+
+
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     model_dir = save_doubler(tmp_path / "slow", sleep=1.5)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GYRE_HOME": str(tmp_path / "home")}
-    command = [
-        sys.executable, "-c", "from tests.test_serving_batch import _cli; _cli()()",
-        "serve", f"slow={model_dir}", "--port", str(port), "--workers", "2", "--no-log",
-    ]  # fmt: skip
-    log = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_ready(url, alive=lambda: server.poll() is None)
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home")}
+    args = [f"slow={model_dir}", "--workers", "2", "--no-log"]
+    with _gyre_serve(tmp_path, args, env) as (server, url):
         answers: list[httpx.Response] = []
         slow = threading.Thread(
             target=lambda: answers.append(
@@ -87,11 +104,6 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         server.send_signal(signal.SIGTERM)
         slow.join(timeout=30)
         assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        log.close()
     [answer] = answers
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == [42.0]
@@ -102,18 +114,15 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
 
 
 def _compactors(spool: Path) -> list[int]:
-    """The pids of the spool compactor processes of ``spool`` that are running."""
+    """The pids of the running spool compactor processes of ``spool``."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
         try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
         except OSError:
             continue
         ours = b"gyre.predictions._compactor" in argv and str(spool).encode() in argv
-        if ours and state not in ("Z", "X"):
+        if ours and _stat(int(entry.name)) is not None:
             found.append(int(entry.name))
     return found
 
@@ -123,26 +132,17 @@ def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> No
     from gyre.predictions import query
 
     model_dir = save_doubler(tmp_path / "dbl")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     home = tmp_path / "home"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GYRE_HOME": str(home),
+    env = {**os.environ, "GYRE_HOME": str(home),
            "GYRE_COMPACT_INTERVAL_S": "0.2", "GYRE_COMPACT_NICE": "5"}  # fmt: skip
     for name in ("GYRE_ARTIFACT_URI", "GYRE_SPOOL_DIR", "GYRE_TRACKING_URI"):
         env.pop(name, None)
-    command = [
-        sys.executable, "-c", "from tests.test_serving_batch import _cli; _cli()()",
-        "serve", f"dbl={model_dir}", "--port", str(port), "--workers", "2",
-    ]  # fmt: skip
-    out = (tmp_path / "serve.log").open("wb")
-    server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     spool = home / "predictions" / "spool"
     store = open_artifact_store(str(home / "artifacts"))
-    try:
-        wait_ready(url, alive=lambda: server.poll() is None)
+    with _gyre_serve(tmp_path, [f"dbl={model_dir}", "--workers", "2"], env) as (server, url):
         [compactor] = _compactors(spool)
-        stat = Path(f"/proc/{compactor}/stat").read_text().rsplit(")", 1)[1].split()
-        assert stat[16] == "5", "the compactor runs at the niceness GYRE_COMPACT_NICE gives"
+        stat = _stat(compactor)
+        assert stat is not None and stat[16] == "5", "at the niceness GYRE_COMPACT_NICE gives"
         with httpx.Client(base_url=url, timeout=30) as client:
             for i in range(10):
                 answer = client.post("/predict/dbl", json=[{"x": float(i)}])
@@ -155,11 +155,6 @@ def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> No
             time.sleep(0.05)  # poll interval
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
-        out.close()
     assert query(store, "dbl").num_rows == 10
     assert not _compactors(spool), "the compactor stops with its server"
 
@@ -208,6 +203,11 @@ def test_serve_refuses_bad_prediction_log_settings(
     result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
     assert isinstance(result.exception, InvalidArgument)
     assert "GYRE_SPOOL_SYNC_MS=0 must be at least 1" in str(result.exception)
+    monkeypatch.delenv("GYRE_SPOOL_SYNC_MS")
+    monkeypatch.setenv("GYRE_COMPACT_NICE", "-5")
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    assert isinstance(result.exception, InvalidArgument)
+    assert "GYRE_COMPACT_NICE=-5 is not a niceness from 0 to 19" in str(result.exception)
 
 
 def _wait_for_predict_call(url: str, seconds: float = 30.0) -> None:

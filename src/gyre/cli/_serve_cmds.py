@@ -307,6 +307,11 @@ def serve(
     if spool:
         # Read here, where a bad value gets the CLI's one-line error, not in every worker.
         compact_nice = config.get_int("GYRE_COMPACT_NICE")
+        if not 0 <= compact_nice <= 19:
+            raise InvalidArgument(
+                f"GYRE_COMPACT_NICE={compact_nice} is not a niceness from 0 to 19",
+                hint="10 (the default) lets the workers go first; 0 gives them equal priority",
+            )
         compact_interval = config.get_positive_float("GYRE_COMPACT_INTERVAL_S")
         sync_ms = config.get_int("GYRE_SPOOL_SYNC_MS")
         if sync_ms < 1:

@@ -34,8 +34,6 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gyre.errors import GyreError
-
 if TYPE_CHECKING:
     from gyre.artifacts import ArtifactStore
 
@@ -90,10 +88,8 @@ class CompactorProcess:
         self._watcher.start()
 
     def _watch(self) -> None:
-        while True:
-            proc = self._proc
-            if proc is None:
-                return
+        proc = self._proc
+        while proc is not None:
             code = proc.wait()
             if self._stopping.is_set():
                 return
@@ -108,7 +104,7 @@ class CompactorProcess:
             with self._lock:
                 if self._stopping.is_set():
                     return
-                self._proc = self._spawn()
+                self._proc = proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         # stdin is the lifeline: closed by stop(), or by the kernel when this process dies
@@ -149,7 +145,7 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
     SIGTERM; then once more. 0, or 1 when that last compaction failed."""
     from gyre import config
     from gyre.artifacts import open_artifact_store
-    from gyre.predictions._log import Compaction, compact_folder
+    from gyre.predictions._log import Compaction, compact_folder, retried_later
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -159,16 +155,12 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
 
     def compact() -> bool:
         nonlocal store
-        try:
+        failures = counts.failures
+        with retried_later(counts):
             if store is None:  # (a store that cannot be reached yet is tried again)
                 store = open_artifact_store(store_uri or config.get("GYRE_ARTIFACT_URI"))
             compact_folder(spool_dir, store, counts)
-            return True
-        except GyreError as exc:
-            logger.warning("prediction log compaction failed, will retry: %s", exc)
-        except Exception:
-            logger.exception("prediction log compaction failed, will retry")
-        return False
+        return counts.failures == failures
 
     while not stop.wait(interval):
         compact()

@@ -58,7 +58,7 @@ from gyre.predictions._record import (
     encode_records,
 )
 
-__all__ = ["Compaction", "PredictionLog", "compact_folder"]
+__all__ = ["Compaction", "PredictionLog", "compact_folder", "retried_later"]
 
 logger = logging.getLogger("gyre.predictions")
 
@@ -137,7 +137,6 @@ class PredictionLog:
         self._closed = False
         self._write_error: GyreError | None = None
         self._counts = Compaction()
-        self._compaction_failures = 0
 
         self._spool = _spool.SpoolWriter(self.spool_dir)
         self._wake = threading.Event()
@@ -419,17 +418,10 @@ class PredictionLog:
 
     def _compact_loop(self) -> None:
         while not self._stop.wait(self.compact_interval_s):
-            try:
-                with self._compact_lock:
-                    self._write_queued(rotate=True)
-                    if self.background_compaction and self.artifacts is not None:
-                        self._compact_finished(self.artifacts)
-            except GyreError as exc:
-                self._compaction_failures += 1
-                logger.warning("prediction log compaction failed, will retry: %s", exc)
-            except Exception:
-                self._compaction_failures += 1
-                logger.exception("prediction log compaction failed, will retry")
+            with self._compact_lock, retried_later(self._counts):
+                self._write_queued(rotate=True)
+                if self.background_compaction and self.artifacts is not None:
+                    self._compact_finished(self.artifacts)
 
     def _compact_finished(self, store: ArtifactStore) -> list[str]:
         return compact_folder(self.spool_dir, store, self._counts)
@@ -471,7 +463,7 @@ class PredictionLog:
             "segments_written": float(self._counts.segments),
             "torn_records": float(self._counts.torn),
             "damaged_lines": float(self._counts.damaged),
-            "compaction_failures": float(self._compaction_failures),
+            "compaction_failures": float(self._counts.failures),
         }
 
     def close(self) -> None:
@@ -499,14 +491,29 @@ class PredictionLog:
 class Compaction:
     """What compactions of a spool folder did, added up (see :func:`compact_folder`)."""
 
-    __slots__ = ("damaged", "indexed", "rows", "segments", "torn")
+    __slots__ = ("damaged", "failures", "indexed", "rows", "segments", "torn")
 
     def __init__(self) -> None:
         self.segments = 0  # Parquet segments written
         self.rows = 0  # records they hold
         self.torn = 0  # torn last lines cut off (a writer died mid-line)
         self.damaged = 0  # damaged lines skipped
+        self.failures = 0  # compactions that failed (see retried_later)
         self.indexed: set[tuple[str, str]] = set()  # index entries known to be recorded
+
+
+@contextlib.contextmanager
+def retried_later(counts: Compaction) -> Iterator[None]:
+    """Around a background compaction: a failure is logged and counted, not raised; the
+    spool files stay for the next one."""
+    try:
+        yield
+    except GyreError as exc:
+        counts.failures += 1
+        logger.warning("prediction log compaction failed, will retry: %s", exc)
+    except Exception:
+        counts.failures += 1
+        logger.exception("prediction log compaction failed, will retry")
 
 
 def compact_folder(
