@@ -10,6 +10,7 @@ apply to (mixed columns) must be unaffected.
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,15 @@ def test_fast_input_is_what_the_checked_path_makes(
     else:
         inputs = inputs[:2]  # a tensor takes records' columns in the order they come in
     for data in inputs:
-        got = fast.convert(data)
-        assert got is not None, data
+        converted = fast.convert(data)
+        assert converted is not None, data
+        got, matrix, names = converted
         want = model.prepare_input(data)
+        # the matrix the log takes, named only when the input named exactly its columns
+        np.testing.assert_array_equal(matrix, np.asarray(want, dtype=np.float64))
+        extra = isinstance(data, list) and "extra" in data[0]
+        named_input = not isinstance(data, np.ndarray) and not extra
+        assert names == (COLUMNS if named_input else None), data
         if fast.frame:
             assert isinstance(got, pd.DataFrame)
             pd.testing.assert_frame_equal(got, want)
@@ -180,8 +187,9 @@ def test_ints_are_taken_as_the_checked_path_takes_them(unnamed: Model) -> None:
     assert fast is not None
     rows = [{c: i + j for j, c in enumerate(COLUMNS)} for i in range(3)]
     rows[1]["f2"] = 0.25  # ints and floats in one batch
-    got = fast.convert(rows)
-    np.testing.assert_array_equal(got, unnamed.prepare_input(rows))
+    converted = fast.convert(rows)
+    assert converted is not None
+    np.testing.assert_array_equal(converted[0], unnamed.prepare_input(rows))
 
 
 # -- served ------------------------------------------------------------------------------
@@ -214,6 +222,48 @@ async def test_served_answers_equal_the_checked_path(
     assert [a.json()["outputs"][0]["data"][0] for a in infer] == expected
     assert whole.json()["predictions"] == expected
     assert len(log.records) == 3 * len(X)  # every prediction is still logged
+
+
+async def test_records_are_logged_as_the_matrix_the_model_took(
+    unnamed: Model, tmp_path: Path
+) -> None:
+    """/predict records for a float64 model: logged from the matrix the fast path built
+    (one spool line for requests answered together, never the records read again), with
+    the values the model took: ints as floats. A record with a key the model does not
+    take is logged with it."""
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    X, _ = _data(24, seed=6)
+    rows = _records(X)
+    rows[3] = {c: int(i) for i, c in enumerate(COLUMNS)}  # ints for float columns
+    async with serving([ServedModel("m", "1", unnamed)], prediction_log=log) as client:
+        answers = await asyncio.gather(
+            *(client.post("/predict/m", json=[row], headers={"X-Request-ID": f"q{i}"})
+              for i, row in enumerate(rows))
+        )  # fmt: skip
+        extra = await client.post(
+            "/predict/m", json=[{**rows[0], "note": "kept"}], headers={"X-Request-ID": "x"}
+        )
+        log.flush()
+        lines = [
+            json.loads(raw)
+            for path in (tmp_path / "spool").glob("*.jsonl")
+            for raw in path.read_bytes().splitlines()[1:]
+        ]
+    assert [a.status_code for a in answers] + [extra.status_code] == [200] * 25
+    assert len(lines) < 25 and any(isinstance(line["id"], list) for line in lines)
+    by_id = {r["request_id"]: r for r in query(store, "m").to_pylist()}
+    assert sorted(by_id) == sorted([f"q{i}" for i in range(24)] + ["x"])
+    for i, row in enumerate(rows):
+        logged = by_id[f"q{i}"]
+        assert [logged["in_" + c] for c in COLUMNS] == [float(row[c]) for c in COLUMNS]
+        assert all(type(logged["in_" + c]) is float for c in COLUMNS)
+        assert logged["out_prediction"] == answers[i].json()["predictions"][0]
+    assert by_id["x"]["in_note"] == "kept"
+    assert by_id["x"]["in_f0"] == rows[0]["f0"]
 
 
 async def test_mixed_signature_is_still_answered_correctly(mixed: Model) -> None:

@@ -170,6 +170,8 @@ def _truthy(value: str | None) -> bool:
 def _log_inputs(prepared: Prepared, columns: list[str] | None) -> tuple[Any, list[str] | None]:
     """A request's input as :class:`~gyre.predictions.PredictionBatch` takes it: a 2-D
     array and its column names, or a dict of columns (one value per row each)."""
+    if prepared.matrix is not None:  # records or columns, as the model saw them
+        return prepared.matrix
     data = prepared.data
     if isinstance(data, np.ndarray):
         if columns and data.ndim == 2 and data.shape[1] == len(columns):
@@ -196,11 +198,18 @@ def _log_outputs(outputs: Outputs, rows: int) -> dict[str, Any]:
     return named
 
 
+def _logged_array(prepared: Prepared, columns: list[str] | None) -> tuple[Any, list[str] | None]:
+    """The input a request is logged with when it is an array, and its column names."""
+    if prepared.matrix is not None:
+        return prepared.matrix
+    return prepared.data, columns
+
+
 def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> Any:
     """``items`` (pending log entries of ``dep`` and ``variant``) as one
     :class:`~gyre.predictions.PredictionGroup`, when every input is an array and every
     output an array of one value per row, of one dtype and shape but the rows; else None."""
-    first = items[0][3].data
+    first, columns = _logged_array(items[0][3], dep.column_names)
     if type(first) is not np.ndarray or not first.ndim:
         return None
     dtype, tail = first.dtype, first.shape[1:]
@@ -208,8 +217,10 @@ def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> A
     arrays: dict[str, list[Any]] = {key: [] for key in keys}
     xs, rows, ids, stamps, latencies = [], [], [], [], []
     for rid, now_ms, _, prepared, outputs, latency, _ in items:
-        x = prepared.data
+        x, names = _logged_array(prepared, dep.column_names)
         if type(x) is not np.ndarray or x.dtype != dtype or x.shape[1:] != tail:
+            return None
+        if names != columns:
             return None
         n = x.shape[0]
         if len(outputs) != len(keys):
@@ -231,7 +242,6 @@ def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> A
             return None
         joined[_LOG_NAMES.get(key, key)] = np.concatenate(values)
     x = np.concatenate(xs)
-    columns = dep.column_names
     if columns and x.ndim == 2 and x.shape[1] == len(columns):
         inputs: Any = x
     else:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -284,12 +285,17 @@ class Prepared:
     Either checked against the signature already (``raw_key`` None), or only checked for
     shape (``raw_key`` says which other raw inputs it merges with exactly): the batch is
     then validated once, as a whole, and member by member only if that fails.
+
+    ``matrix``: set by the predict that turned raw records or columns into the model's
+    float64 matrix (see :class:`NumericInput`): this request's rows of it and the names of
+    its columns, which the prediction log takes instead of reading the records again.
     """
 
     data: Any
     rows: int
     mergeable: bool = True
     raw_key: tuple[Any, ...] | None = None
+    matrix: tuple[NDArray[Any], list[str]] | None = None
 
 
 Outputs = dict[str, NDArray[Any]]
@@ -416,22 +422,28 @@ class NumericInput:
             return cls(None, spec.shape[1], spec.nullable, False)
         return None
 
-    def convert(self, data: Any) -> Any | None:
-        arr = self._matrix(data)
-        if arr is None or arr.shape[0] == 0:
+    def convert(self, data: Any) -> tuple[Any, NDArray[Any], list[str] | None] | None:
+        """What the model takes for ``data``, the float64 matrix it is made of and, when
+        ``data`` named exactly the matrix's columns (records or columns holding no other
+        keys), their names; None when ``data`` needs the checked path."""
+        found = self._matrix(data)
+        if found is None:
+            return None
+        arr, names = found
+        if arr.shape[0] == 0:
             return None
         if not self.nullable and np.isnan(arr).any():
             return None  # the checked path names the first missing value
         if self.frame:
             import pandas as pd
 
-            return pd.DataFrame(arr, columns=self.names, copy=False)
-        return arr
+            return pd.DataFrame(arr, columns=self.names, copy=False), arr, names
+        return arr, arr, names
 
-    def _matrix(self, data: Any) -> NDArray[Any] | None:
+    def _matrix(self, data: Any) -> tuple[NDArray[Any], list[str] | None] | None:
         if isinstance(data, np.ndarray):
             if data.dtype == _F64 and data.ndim == 2 and data.shape[1] == self.width:
-                return data
+                return data, None
             return None
         if isinstance(data, list):
             names = self.names
@@ -447,10 +459,17 @@ class NumericInput:
                 except TypeError:  # not all records
                     return None
             try:
-                rows = [[r[n] for n in names] for r in data]
+                get = operator.itemgetter(*names)
+                rows = [get(r) for r in data]
             except (KeyError, TypeError):
                 return None
-            return _numbers(rows, len(data))
+            if self.width == 1:
+                rows = [(value,) for value in rows]
+            arr = _numbers(rows, len(data))
+            if arr is None:
+                return None
+            width = len(names)
+            return arr, names if all(len(r) == width for r in data) else None
         if isinstance(data, dict) and self.names is not None:
             try:
                 columns = [data[n] for n in self.names]
@@ -461,14 +480,14 @@ class NumericInput:
             arr = _numbers(columns, len(columns[0]) if columns else 0)
             if arr is None or arr.shape != (len(self.names), len(columns[0])):
                 return None
-            return arr.T
+            return arr.T, self.names if len(data) == len(self.names) else None
         return None
 
 
-def _numbers(rows: list[list[Any]], n: int) -> NDArray[Any] | None:
-    """``rows`` (lists of equal length) as float64, when every value is a JSON number
-    (``float`` or ``int``; bools and strings are not); None otherwise."""
-    if any(type(row) is not list for row in rows) or not n:
+def _numbers(rows: list[Any], n: int) -> NDArray[Any] | None:
+    """``rows`` (lists or tuples of equal length) as float64, when every value is a JSON
+    number (``float`` or ``int``; bools and strings are not); None otherwise."""
+    if any(type(row) is not list and type(row) is not tuple for row in rows) or not n:
         return None
     kinds: set[type] = set()
     for row in rows:
@@ -659,13 +678,21 @@ class Deployment:
 
     # -- per batch (predict thread) -----------------------------------------------------
 
-    def _predict(self, data: Any, proba: bool) -> Outputs:
+    def _predict(self, data: Any, proba: bool, jobs: Sequence[Job[Prepared]] = ()) -> Outputs:
+        """The outputs for ``data``, the merged input of ``jobs``; each job is given its
+        rows of the matrix the fast path made of raw records or columns."""
         model = self.model
         fast = self.numeric.convert(data) if self.numeric is not None else None
         if fast is not None:  # checked in a few vectorised steps (see NumericInput)
-            outputs = _named(model.predict(fast, checked=True))
+            x, matrix, names = fast
+            outputs = _named(model.predict(x, checked=True))
             if proba:
-                outputs["predict_proba"] = np.asarray(model.predict_proba(fast, checked=True))
+                outputs["predict_proba"] = np.asarray(model.predict_proba(x, checked=True))
+            if names is not None:
+                start = 0
+                for job in jobs:
+                    job.payload.matrix = (matrix[start : start + job.rows], names)
+                    start += job.rows
             return outputs
         outputs = _named(model.predict(data))
         if proba:
@@ -674,7 +701,7 @@ class Deployment:
 
     def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
         try:
-            return self._predict(job.payload.data, PROBA in job.options)
+            return self._predict(job.payload.data, PROBA in job.options, (job,))
         except InvalidArgument as exc:
             if job.payload.raw_key is not None and self.signature is not None:
                 try:  # was it the input (a 400 for this request) or the model?
@@ -728,7 +755,7 @@ class Deployment:
         proba = any(PROBA in job.options for job in jobs)
         try:
             merged = _merge([job.payload.data for job in jobs])
-            outputs = self._predict(merged, proba)
+            outputs = self._predict(merged, proba, jobs)
             for i, part in zip(at, _split(outputs, [job.rows for job in jobs]), strict=True):
                 into[i] = part
             return
