@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gyre.artifacts import open_artifact_store
 from gyre.predictions import PredictionLog, query
-from gyre.predictions._compactor import CompactorProcess
+from gyre.predictions._compactor import CompactorProcess, read_status
 from tests.fixtures.predictions import records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -126,11 +126,46 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
         try:
             _until("the failure is reported", lambda: b"will retry" in errors.read_bytes())
             assert len(list(spool.glob("*.jsonl"))) == 1, "the spool file is kept"
+            failed = "compactor_last_run_failed"
+            _until("metrics say so", lambda: read_status(spool).get(failed) == 1)
+            assert read_status(spool)["compactor_failures"] >= 1
             store.unlink()  # the store comes back
             _until("compacted once it can be", lambda: not list(spool.glob("*.jsonl")))
+            _until(
+                "metrics say it works", lambda: read_status(spool)["compactor_last_run_failed"] == 0
+            )
         finally:
             assert proc.stdin is not None
             proc.stdin.close()
             assert proc.wait(timeout=60) == 0
     assert _rows(store) == 6
     assert str(store) in errors.read_text(), "the failure names the store"
+
+
+def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:
+    """A serving worker's log leaves compaction to the compactor process; its stats (and
+    so /metrics) carry the compactor's numbers while it runs, and only while it runs."""
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    worker = PredictionLog(
+        spool, open_artifact_store(str(store)), compact_interval_s=0.05, background_compaction=False
+    )
+    try:
+        assert not any(k.startswith("compactor_") for k in worker.stats())
+        compactor = CompactorProcess(spool, str(store), interval_s=0.1, nice=0)
+        compactor.start()
+        try:
+            worker.append(records(20, prefix="served"))
+            _until("the compactor's rows are in the worker's stats",
+                   lambda: worker.stats().get("compactor_compacted_records") == 20)  # fmt: skip
+            stats = worker.stats()
+            assert stats["compacted_records"] == 0  # the worker compacted nothing itself
+            assert stats["compactor_segments_written"] >= 1 and stats["compactor_runs"] >= 1
+            assert stats["compactor_last_run_failed"] == 0 and stats["compactor_failures"] == 0
+            assert 0 <= stats["compactor_last_run_age_s"] < 30
+        finally:
+            assert compactor.stop() == 0
+        assert not any(k.startswith("compactor_") for k in worker.stats())
+        assert not list(spool.glob(".*")), "the compactor leaves no status file behind"
+    finally:
+        worker.close()
+    assert _rows(store) == 20

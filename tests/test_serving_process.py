@@ -127,6 +127,16 @@ def _compactors(spool: Path) -> list[int]:
     return found
 
 
+def _log_stats(url: str) -> dict[str, float]:
+    """The ``gyre_prediction_log`` numbers of the worker that answers ``/metrics``."""
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        line.split('stat="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gyre_prediction_log{")
+    }
+
+
 def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> None:
     from gyre.artifacts import open_artifact_store
     from gyre.predictions import query
@@ -153,6 +163,12 @@ def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> No
         while query(store, "dbl").num_rows < 10:
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.05)  # poll interval
+        # and /metrics says so, though no worker compacted anything (the compactor's
+        # numbers are written after its run, a moment after the rows are queryable)
+        while (values := _log_stats(url)).get("compactor_compacted_records") != 10:
+            assert time.monotonic() < deadline, values
+            time.sleep(0.05)  # poll interval
+        assert values["compacted_records"] == 0 and values["compactor_last_run_failed"] == 0
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
     assert query(store, "dbl").num_rows == 10

@@ -19,27 +19,82 @@ in a terminal reaches the whole process group: the compactor ignores SIGINT and 
 parent stop it. A compaction that fails is logged and tried again at the next interval:
 the files stay.
 
+After every run it writes what it has done so far to ``SPOOL_DIR/.compactor.json``
+(replaced atomically, removed when it exits): the serving workers' ``stats()`` report it as
+the ``compactor_*`` numbers of their ``/metrics`` (:func:`read_status`).
+
     python -m gyre.predictions._compactor SPOOL_DIR [--store URI] [--interval S] [--nice N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gyre.artifacts import ArtifactStore
+    from gyre.predictions._log import Compaction
 
-__all__ = ["CompactorProcess", "main"]
+__all__ = ["CompactorProcess", "main", "read_status"]
 
 logger = logging.getLogger("gyre.predictions")
+
+STATUS = ".compactor.json"  # in the spool folder (a dot file: never taken for a spool file)
+
+
+def _write_status(spool_dir: Path, counts: Compaction, runs: int, last_ok: bool) -> None:
+    """What the compactor has done since it started, for the serving workers to report."""
+    status = {
+        "pid": os.getpid(),
+        "runs": runs,
+        "last_run_unix": time.time(),
+        "last_run_failed": not last_ok,
+        "compacted_records": counts.rows,
+        "segments_written": counts.segments,
+        "torn_records": counts.torn,
+        "damaged_lines": counts.damaged,
+        "failures": counts.failures,
+    }
+    path = spool_dir / STATUS
+    temporary = path.with_name(STATUS + ".tmp")
+    try:
+        temporary.write_text(json.dumps(status))
+        os.replace(temporary, path)
+    except OSError as exc:  # the numbers are for metrics: never worth stopping for
+        logger.warning("could not write %s: %s", path, exc)
+
+
+def read_status(spool_dir: Path) -> dict[str, float]:
+    """The ``compactor_*`` statistics of the compactor process of ``spool_dir``, from its
+    status file; empty when no compactor runs there (or its file cannot be read).
+
+    ``compactor_compacted_records``, ``compactor_segments_written``,
+    ``compactor_torn_records``, ``compactor_damaged_lines``, ``compactor_failures``: totals
+    since that process started; ``compactor_runs``: its compactions so far;
+    ``compactor_last_run_age_s``: seconds since the last one ended (growing past its
+    interval means it is stuck or starved of CPU); ``compactor_last_run_failed``: 1 when
+    that one failed (the store unreachable, say)."""
+    try:
+        status: dict[str, Any] = json.loads((spool_dir / STATUS).read_bytes())
+        out = {
+            f"compactor_{key}": float(status[key])
+            for key in ("compacted_records", "segments_written", "torn_records",
+                        "damaged_lines", "failures", "runs", "last_run_failed")
+        }  # fmt: skip
+        out["compactor_last_run_age_s"] = max(0.0, time.time() - float(status["last_run_unix"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    return out
 
 
 class CompactorProcess:
@@ -152,19 +207,30 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
     threading.Thread(target=_stop_at_eof, args=(stop,), daemon=True).start()
     store: ArtifactStore | None = None  # opened on the first compaction that can
     counts = Compaction()
+    runs = 0
+    with contextlib.suppress(OSError):  # (the workers make it too; a failure shows later)
+        spool_dir.mkdir(parents=True, exist_ok=True)
+    _write_status(spool_dir, counts, runs, True)
 
     def compact() -> bool:
-        nonlocal store
+        nonlocal store, runs
         failures = counts.failures
         with retried_later(counts):
             if store is None:  # (a store that cannot be reached yet is tried again)
                 store = open_artifact_store(store_uri or config.get("GYRE_ARTIFACT_URI"))
             compact_folder(spool_dir, store, counts)
-        return counts.failures == failures
+        runs += 1
+        ok = counts.failures == failures
+        _write_status(spool_dir, counts, runs, ok)
+        return ok
 
-    while not stop.wait(interval):
-        compact()
-    return 0 if compact() else 1
+    try:
+        while not stop.wait(interval):
+            compact()
+        return 0 if compact() else 1
+    finally:
+        with contextlib.suppress(OSError):
+            (spool_dir / STATUS).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ from typing import Any
 from gyre.artifacts import ArtifactStore
 from gyre.errors import BackendUnavailable, GyreError, InvalidArgument
 from gyre.predictions import _spool
+from gyre.predictions._compactor import read_status
 from gyre.predictions._layout import Partition, record_partitions, segment_path
 from gyre.predictions._record import (
     FeedbackResult,
@@ -441,6 +442,11 @@ class PredictionLog:
 
         Records are rows (labels included): a batch of 64 rows counts 64. ``torn_records``
         and ``damaged_lines`` count spool lines, so a lost batch counts once.
+
+        Where a compactor process compacts the folder (``gyre serve``; this log then has
+        ``background_compaction=False`` and its own compaction counts stay 0 until it
+        closes), its numbers are added as ``compactor_*`` (see
+        :func:`gyre.predictions._compactor.read_status`).
         """
         now = time.monotonic()
         with self._lock:
@@ -464,6 +470,7 @@ class PredictionLog:
             "torn_records": float(self._counts.torn),
             "damaged_lines": float(self._counts.damaged),
             "compaction_failures": float(self._counts.failures),
+            **(read_status(self.spool_dir) if not self.background_compaction else {}),
         }
 
     def close(self) -> None:
