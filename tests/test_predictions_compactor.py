@@ -4,6 +4,7 @@ never outlives the process that started it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 
 from gyre.artifacts import open_artifact_store
 from gyre.predictions import PredictionLog, query
-from gyre.predictions._compactor import CompactorProcess, read_status
+from gyre.predictions._compactor import CompactorProcess
+from gyre.predictions._status import read_status
 from tests.fixtures.predictions import records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +122,7 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
     with errors.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gyre.predictions._compactor", str(spool),
-             "--store", str(store), "--interval", "0.1", "--nice", "0"],
+             "--store", str(store), "--interval", "0.1", "--nice", "0", "--log-format", "json"],
             stdin=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)},
         )  # fmt: skip
         try:
@@ -139,7 +141,12 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
             proc.stdin.close()
             assert proc.wait(timeout=60) == 0
     assert _rows(store) == 6
-    assert str(store) in errors.read_text(), "the failure names the store"
+    # as JSON lines, the server's shape (gyre serve asks for them), naming the store
+    lines = [json.loads(line) for line in errors.read_text().splitlines()]
+    failures = [line for line in lines if "will retry" in line["msg"]]
+    assert failures and all(line["level"] in ("warning", "error") for line in failures), lines
+    assert str(store) in failures[0]["msg"] + failures[0].get("exc", "")
+    assert {"ts", "logger"} <= set(failures[0])
 
 
 def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ _LOG_CONFIG: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request": {"()": "gyre.serving._logging.RequestContextFilter"}},
-    "formatters": {"json": {"()": "gyre.serving._logging.JsonFormatter"}},
+    "formatters": {"json": {"()": "gyre._jsonlog.JsonFormatter"}},
     "handlers": {
         "stderr": {
             "class": "logging.StreamHandler",
@@ -353,7 +353,9 @@ def serve(
 
         # One process compacts the workers' spool files, at a lower CPU priority (see there).
         store = edge_spec["store"] if edge_spec is not None else None
-        compactor = CompactorProcess(spool, store, interval_s=compact_interval, nice=compact_nice)
+        compactor = CompactorProcess(
+            spool, store, interval_s=compact_interval, nice=compact_nice, log_format="json"
+        )
         compactor.start()
     try:
         uvicorn.run(

@@ -21,80 +21,36 @@ the files stay.
 
 After every run it writes what it has done so far to ``SPOOL_DIR/.compactor.json``
 (replaced atomically, removed when it exits): the serving workers' ``stats()`` report it as
-the ``compactor_*`` numbers of their ``/metrics`` (:func:`read_status`).
+the ``compactor_*`` numbers of their ``/metrics`` (see ``_status``).
 
     python -m gyre.predictions._compactor SPOOL_DIR [--store URI] [--interval S] [--nice N]
+                                          [--log-format text|json]
+
+``gyre serve`` asks for ``json``: its own log lines are JSON, and the compactor's land in
+the same stream.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from gyre.predictions._status import STATUS, write_status
 
 if TYPE_CHECKING:
     from gyre.artifacts import ArtifactStore
-    from gyre.predictions._log import Compaction
 
-__all__ = ["CompactorProcess", "main", "read_status"]
+__all__ = ["CompactorProcess", "main"]
 
 logger = logging.getLogger("gyre.predictions")
-
-STATUS = ".compactor.json"  # in the spool folder (a dot file: never taken for a spool file)
-
-
-def _write_status(spool_dir: Path, counts: Compaction, runs: int, last_ok: bool) -> None:
-    """What the compactor has done since it started, for the serving workers to report."""
-    status = {
-        "pid": os.getpid(),
-        "runs": runs,
-        "last_run_unix": time.time(),
-        "last_run_failed": not last_ok,
-        "compacted_records": counts.rows,
-        "segments_written": counts.segments,
-        "torn_records": counts.torn,
-        "damaged_lines": counts.damaged,
-        "failures": counts.failures,
-    }
-    path = spool_dir / STATUS
-    temporary = path.with_name(STATUS + ".tmp")
-    try:
-        temporary.write_text(json.dumps(status))
-        os.replace(temporary, path)
-    except OSError as exc:  # the numbers are for metrics: never worth stopping for
-        logger.warning("could not write %s: %s", path, exc)
-
-
-def read_status(spool_dir: Path) -> dict[str, float]:
-    """The ``compactor_*`` statistics of the compactor process of ``spool_dir``, from its
-    status file; empty when no compactor runs there (or its file cannot be read).
-
-    ``compactor_compacted_records``, ``compactor_segments_written``,
-    ``compactor_torn_records``, ``compactor_damaged_lines``, ``compactor_failures``: totals
-    since that process started; ``compactor_runs``: its compactions so far;
-    ``compactor_last_run_age_s``: seconds since the last one ended (growing past its
-    interval means it is stuck or starved of CPU); ``compactor_last_run_failed``: 1 when
-    that one failed (the store unreachable, say)."""
-    try:
-        status: dict[str, Any] = json.loads((spool_dir / STATUS).read_bytes())
-        out = {
-            f"compactor_{key}": float(status[key])
-            for key in ("compacted_records", "segments_written", "torn_records",
-                        "damaged_lines", "failures", "runs", "last_run_failed")
-        }  # fmt: skip
-        out["compactor_last_run_age_s"] = max(0.0, time.time() - float(status["last_run_unix"]))
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
-    return out
 
 
 class CompactorProcess:
@@ -111,11 +67,13 @@ class CompactorProcess:
         *,
         interval_s: float = 30.0,
         nice: int = 10,
+        log_format: str = "text",
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.store = store
         self.interval_s = interval_s
         self.nice = nice
+        self.log_format = log_format
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -129,6 +87,7 @@ class CompactorProcess:
     def _command(self) -> list[str]:
         cmd = [sys.executable, "-m", "gyre.predictions._compactor", str(self.spool_dir)]
         cmd += ["--interval", repr(self.interval_s), "--nice", str(self.nice)]
+        cmd += ["--log-format", self.log_format]
         if self.store:
             cmd += ["--store", self.store]
         return cmd
@@ -210,7 +169,7 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
     runs = 0
     with contextlib.suppress(OSError):  # (the workers make it too; a failure shows later)
         spool_dir.mkdir(parents=True, exist_ok=True)
-    _write_status(spool_dir, counts, runs, True)
+    write_status(spool_dir, counts, runs, True)
 
     def compact() -> bool:
         nonlocal store, runs
@@ -221,7 +180,7 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
             compact_folder(spool_dir, store, counts)
         runs += 1
         ok = counts.failures == failures
-        _write_status(spool_dir, counts, runs, ok)
+        write_status(spool_dir, counts, runs, ok)
         return ok
 
     try:
@@ -243,11 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", help="artifact store URI [default: GYRE_ARTIFACT_URI]")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds between runs")
     parser.add_argument("--nice", type=int, default=10, help="CPU niceness to add")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="how to write log lines"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
-    logging.basicConfig(
-        level=logging.INFO, format="gyre spool compactor: %(levelname)s %(message)s"
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_format == "json":
+        from gyre._jsonlog import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("gyre spool compactor: %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.nice > 0 and hasattr(os, "nice"):
         os.nice(args.nice)
     if args.interval <= 0:

@@ -48,7 +48,6 @@ from typing import Any
 from gyre.artifacts import ArtifactStore
 from gyre.errors import BackendUnavailable, GyreError, InvalidArgument
 from gyre.predictions import _spool
-from gyre.predictions._compactor import read_status
 from gyre.predictions._layout import Partition, record_partitions, segment_path
 from gyre.predictions._record import (
     FeedbackResult,
@@ -58,6 +57,7 @@ from gyre.predictions._record import (
     encode_feedback,
     encode_records,
 )
+from gyre.predictions._status import read_status
 
 __all__ = ["Compaction", "PredictionLog", "compact_folder", "retried_later"]
 
@@ -446,7 +446,7 @@ class PredictionLog:
         Where a compactor process compacts the folder (``gyre serve``; this log then has
         ``background_compaction=False`` and its own compaction counts stay 0 until it
         closes), its numbers are added as ``compactor_*`` (see
-        :func:`gyre.predictions._compactor.read_status`).
+        :func:`gyre.predictions._status.read_status`).
         """
         now = time.monotonic()
         with self._lock:
