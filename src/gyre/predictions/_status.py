@@ -1,8 +1,9 @@
 """The status file of a spool folder's compactor process: what it has done since it
 started, written after every run, read by the serving workers for their ``/metrics``.
 
-Kept apart from ``_compactor`` (which ``python -m`` runs as ``__main__``: the log must not
-import it) and from ``_log`` (whose imports the compactor process need not pay for).
+Kept apart from ``_compactor``, which ``python -m`` runs as ``__main__``: the log reads the
+file, and importing that module from the log would load it twice in the compactor process.
+A status file left by a compactor that was killed is replaced by the next one at its start.
 """
 
 from __future__ import annotations
