@@ -304,3 +304,54 @@ async def test_requests_answered_together_are_one_spool_line(tmp_path: Path) -> 
             assert row["in_" + COLUMNS[0]] == rows[start + j, 0]
             assert row["out_prediction"] == predicted[j]
             assert row["latency_ms"] > 0
+
+
+def test_requests_join_a_log_group_only_when_their_arrays_do() -> None:
+    """The requests of one turn are one log group when their inputs and outputs are arrays
+    of one dtype and trailing shape, an output value per row; anything else is logged
+    request by request (None here), never converted to fit."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from gyre.serving._app import _log_group
+    from gyre.serving._slots import Prepared
+
+    dep = SimpleNamespace(name="m", log_version=3, column_names=["a", "b"])
+
+    def item(rid: str, x: Any, outputs: dict[str, Any], matrix: Any = None) -> tuple[Any, ...]:
+        return (rid, 1_700_000_000_000, dep, Prepared(x, len(x), matrix=matrix), outputs, 0.5,
+                "primary")  # fmt: skip
+
+    one = np.array([[1.0, 2.0]])
+    three = np.array([[3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    good = [item("r0", one, {"predict": np.array([1])}),
+            item("r1", three, {"predict": np.array([0, 1, 0])})]  # fmt: skip
+    group = _log_group(dep, "primary", good)
+    assert group is not None
+    assert group.request_ids == ["r0", "r1"] and group.rows == [1, 3]
+    np.testing.assert_array_equal(group.inputs, np.vstack([one, three]))
+    np.testing.assert_array_equal(group.outputs["prediction"], [1, 0, 1, 0])
+    assert group.columns == ["a", "b"] and group.version == 3
+
+    p1 = {"predict": np.array([1])}
+    refused = {
+        "an int input beside floats": item("r2", np.array([[1, 2]]), p1),
+        "another width": item("r2", np.array([[1.0, 2.0, 3.0]]), p1),
+        "an output not per row": item("r2", one, {"predict": np.array([1, 0])}),
+        "a 0-d output": item("r2", one, {"predict": np.array(1)}),
+        "another output key": item("r2", one, {"score": np.array([0.5])}),
+        "an extra output": item("r2", one, {**p1, "x": np.array([2])}),
+        "outputs of two dtypes": item("r2", one, {"predict": np.array([1.5])}),
+        "a list input": item("r2", [[1.0, 2.0]], p1),
+        "records named otherwise": item(
+            "r2", [{"b": 1.0, "a": 2.0}], p1, matrix=(np.array([[1.0, 2.0]]), ["b", "a"])
+        ),
+    }
+    for why, other in refused.items():
+        assert _log_group(dep, "primary", [good[0], other]) is None, why
+    # records named as the model's columns join the arrays sent as OIP tensors
+    named = item("r3", [{"a": 1.0, "b": 2.0}], {"predict": np.array([0])},
+                 matrix=(np.array([[1.0, 2.0]]), ["a", "b"]))  # fmt: skip
+    joined = _log_group(dep, "primary", [*good, named])
+    assert joined is not None and joined.request_ids == ["r0", "r1", "r3"]

@@ -92,6 +92,7 @@ _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
 _LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
+_UNSET: Any = object()
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
@@ -198,57 +199,54 @@ def _log_outputs(outputs: Outputs, rows: int) -> dict[str, Any]:
     return named
 
 
-def _logged_array(prepared: Prepared, columns: list[str] | None) -> tuple[Any, list[str] | None]:
-    """The input a request is logged with when it is an array, and its column names."""
-    if prepared.matrix is not None:
-        return prepared.matrix
-    return prepared.data, columns
-
-
 def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> Any:
     """``items`` (pending log entries of ``dep`` and ``variant``) as one
     :class:`~gyre.predictions.PredictionGroup`, when every input is an array and every
-    output an array of one value per row, of one dtype and shape but the rows; else None."""
-    first, columns = _logged_array(items[0][3], dep.column_names)
-    if type(first) is not np.ndarray or not first.ndim:
-        return None
-    dtype, tail = first.dtype, first.shape[1:]
-    keys = list(items[0][4])
-    arrays: dict[str, list[Any]] = {key: [] for key in keys}
-    xs, rows, ids, stamps, latencies = [], [], [], [], []
-    for rid, now_ms, _, prepared, outputs, latency, _ in items:
-        x, names = _logged_array(prepared, dep.column_names)
-        if type(x) is not np.ndarray or x.dtype != dtype or x.shape[1:] != tail:
-            return None
-        if names != columns:
-            return None
-        n = x.shape[0]
-        if len(outputs) != len(keys):
-            return None
-        for key in keys:
-            values = outputs.get(key)
-            if values is None or not values.ndim or values.shape[0] != n:
-                return None  # (an output not one value per row is logged whole, per request)
-            arrays[key].append(values)
+    output an array of one value per row, of one dtype and shape but the rows; else None.
+
+    (Once per turn of the event loop under load, for dozens of requests: checked a list at
+    a time, the arrays' trailing shapes by ``concatenate`` itself.)"""
+    ndarray = np.ndarray
+    columns = dep.column_names
+    xs: list[Any] = []
+    names: Any = _UNSET
+    for item in items:
+        prepared = item[3]
+        seen = prepared.matrix  # records the fast path made a matrix of: that, named
+        x, named = (prepared.data, columns) if seen is None else seen
+        if named is not names:
+            if names is not _UNSET and named != names:
+                return None
+            names = named
         xs.append(x)
-        rows.append(n)
-        ids.append(rid)
-        stamps.append(now_ms)
-        latencies.append(latency)
+    if any(type(x) is not ndarray for x in xs) or len({x.dtype for x in xs}) != 1:
+        return None
+    rows = [x.shape[0] if x.ndim else -1 for x in xs]
+    first = items[0][4]
+    if any(len(item[4]) != len(first) for item in items):
+        return None
     joined: dict[str, Any] = {}
-    for key, values in arrays.items():
-        head = values[0]
-        if any(v.dtype != head.dtype or v.shape[1:] != head.shape[1:] for v in values):
-            return None
-        joined[_LOG_NAMES.get(key, key)] = np.concatenate(values)
-    x = np.concatenate(xs)
-    if columns and x.ndim == 2 and x.shape[1] == len(columns):
+    try:
+        for key in first:
+            values = [item[4].get(key) for item in items]
+            if any(type(v) is not ndarray for v in values) or len({v.dtype for v in values}) != 1:
+                return None
+            if [v.shape[0] if v.ndim else -1 for v in values] != rows:
+                return None  # (an output not one value per row is logged whole, per request)
+            joined[_LOG_NAMES.get(key, key)] = np.concatenate(values)
+        x = np.concatenate(xs)
+    except ValueError:  # trailing shapes differ, or 0-d arrays
+        return None
+    if names and x.ndim == 2 and x.shape[1] == len(names):
         inputs: Any = x
     else:
-        inputs, columns = {"input-0": x}, None
+        inputs, names = {"input-0": x}, None
     total = sum(rows)
+    ids = [item[0] for item in items]
+    stamps = [item[1] for item in items]
+    latencies = [item[5] for item in items]
     return PredictionGroup(ids, stamps, dep.name, dep.log_version, inputs, joined, latencies,
-                           variant, columns, None if total == len(rows) else rows)  # fmt: skip
+                           variant, names, None if total == len(rows) else rows)  # fmt: skip
 
 
 def _log_batches(items: list[tuple[Any, ...]]) -> list[PredictionBatch]:
