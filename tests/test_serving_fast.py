@@ -177,6 +177,7 @@ def test_fast_input_leaves_everything_else_to_the_checked_path(unnamed: Model) -
         np.full((1, len(COLUMNS)), np.nan),  # NaN where the signature allows none
         np.zeros((1, 3)),  # the wrong width
         {c: 1.0 for c in COLUMNS},  # a dict of scalars
+        {c: [1.0] if c == "f3" else [1.0, 2.0] for c in COLUMNS},  # columns of two lengths
         "nonsense",
     ):
         assert fast.convert(bad) is None, bad
