@@ -147,6 +147,7 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
     assert failures and all(line["level"] in ("warning", "error") for line in failures), lines
     assert str(store) in failures[0]["msg"] + failures[0].get("exc", "")
     assert {"ts", "logger"} <= set(failures[0])
+    assert failures[0]["component"] == "spool-compactor"  # (workers log under the same logger)
 
 
 def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:
@@ -176,3 +177,36 @@ def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:
     finally:
         worker.close()
     assert _rows(store) == 20
+
+
+def test_compactors_sharing_a_folder_are_reported_together(tmp_path: Path) -> None:
+    """Two servers on one spool folder: each compactor has its own status file, the
+    numbers are summed, and one stopping leaves the other's; a compactor killed before it
+    could remove its file is not reported."""
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    first = CompactorProcess(spool, str(store), interval_s=0.1, nice=0)
+    first.start()
+    second = subprocess.Popen(  # (started by hand: nothing restarts it once killed)
+        [sys.executable, "-m", "gyre.predictions._compactor", str(spool),
+         "--store", str(store), "--interval", "0.1", "--nice", "0"],
+        stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        _until("both report", lambda: read_status(spool).get("compactor_processes") == 2)
+        _spooled(spool, 9, "shared")
+        _until("the rows are counted once, by whichever compacted them",
+               lambda: read_status(spool).get("compactor_compacted_records") == 9)  # fmt: skip
+        assert first.stop() == 0
+        assert read_status(spool)["compactor_processes"] == 1, "the other one is still reported"
+        second.kill()  # no chance to remove its file...
+        second.wait(timeout=60)
+        assert list(spool.glob(".compactor-*.json"))
+        assert read_status(spool) == {}  # ...which is left out
+    finally:
+        first.stop()
+        if second.poll() is None:
+            second.kill()
+            second.wait(timeout=60)
+        assert second.stdin is not None
+        second.stdin.close()
+    assert _rows(store) == 9

@@ -19,7 +19,7 @@ in a terminal reaches the whole process group: the compactor ignores SIGINT and 
 parent stop it. A compaction that fails is logged and tried again at the next interval:
 the files stay.
 
-After every run it writes what it has done so far to ``SPOOL_DIR/.compactor.json``
+After every run it writes what it has done so far to ``SPOOL_DIR/.compactor-<pid>.json``
 (replaced atomically, removed when it exits): the serving workers' ``stats()`` report it as
 the ``compactor_*`` numbers of their ``/metrics`` (see ``_status``).
 
@@ -40,10 +40,11 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gyre.predictions._status import STATUS, write_status
+from gyre.predictions._status import status_path, write_status
 
 if TYPE_CHECKING:
     from gyre.artifacts import ArtifactStore
@@ -167,9 +168,10 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
     store: ArtifactStore | None = None  # opened on the first compaction that can
     counts = Compaction()
     runs = 0
+    started = time.time()
     with contextlib.suppress(OSError):  # (the workers make it too; a failure shows later)
         spool_dir.mkdir(parents=True, exist_ok=True)
-    write_status(spool_dir, counts, runs, True)
+    write_status(spool_dir, counts, runs, True, started)
 
     def compact() -> bool:
         nonlocal store, runs
@@ -180,7 +182,7 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
             compact_folder(spool_dir, store, counts)
         runs += 1
         ok = counts.failures == failures
-        write_status(spool_dir, counts, runs, ok)
+        write_status(spool_dir, counts, runs, ok, started)
         return ok
 
     try:
@@ -189,7 +191,14 @@ def run(spool_dir: Path, store_uri: str | None, interval: float) -> int:
         return 0 if compact() else 1
     finally:
         with contextlib.suppress(OSError):
-            (spool_dir / STATUS).unlink()
+            status_path(spool_dir).unlink()
+
+
+def _component(record: logging.LogRecord) -> bool:
+    """Marks the compactor's records (a JSON line then says ``"component":
+    "spool-compactor"``: the workers log compaction under the same logger)."""
+    record.component = "spool-compactor"
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_component)
     if args.log_format == "json":
         from gyre._jsonlog import JsonFormatter
 
