@@ -130,7 +130,8 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
             assert len(list(spool.glob("*.jsonl"))) == 1, "the spool file is kept"
             failed = "compactor_last_run_failed"
             _until("metrics say so", lambda: read_status(spool).get(failed) == 1)
-            assert read_status(spool)["compactor_failures"] >= 1
+            _until("it failed a few times",
+                   lambda: read_status(spool)["compactor_failures"] >= 3)  # fmt: skip
             store.unlink()  # the store comes back
             _until("compacted once it can be", lambda: not list(spool.glob("*.jsonl")))
             _until(
@@ -148,6 +149,10 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
     assert str(store) in failures[0]["msg"] + failures[0].get("exc", "")
     assert {"ts", "logger"} <= set(failures[0])
     assert failures[0]["component"] == "spool-compactor"  # (workers log under the same logger)
+    # the same failure again and again: its traceback once, then one line each time
+    assert sum("Traceback" in line.get("exc", "") for line in lines) == 1, lines
+    assert any("again (3 in a row)" in line["msg"] for line in lines)
+    assert any("works again after" in line["msg"] for line in lines)
 
 
 def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:

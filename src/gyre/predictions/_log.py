@@ -498,7 +498,7 @@ class PredictionLog:
 class Compaction:
     """What compactions of a spool folder did, added up (see :func:`compact_folder`)."""
 
-    __slots__ = ("damaged", "failures", "indexed", "rows", "segments", "torn")
+    __slots__ = ("damaged", "failing", "failures", "indexed", "rows", "segments", "streak", "torn")
 
     def __init__(self) -> None:
         self.segments = 0  # Parquet segments written
@@ -506,21 +506,38 @@ class Compaction:
         self.torn = 0  # torn last lines cut off (a writer died mid-line)
         self.damaged = 0  # damaged lines skipped
         self.failures = 0  # compactions that failed (see retried_later)
+        self.failing: str | None = None  # what the failing ones in a row failed with
+        self.streak = 0  # how many failed in a row
         self.indexed: set[tuple[str, str]] = set()  # index entries known to be recorded
 
 
 @contextlib.contextmanager
 def retried_later(counts: Compaction) -> Iterator[None]:
     """Around a background compaction: a failure is logged and counted, not raised; the
-    spool files stay for the next one."""
+    spool files stay for the next one. The same failure again (a store down for an hour)
+    is one line each time, without the traceback; the first success after failures says
+    so."""
     try:
         yield
-    except GyreError as exc:
+    except Exception as exc:
         counts.failures += 1
-        logger.warning("prediction log compaction failed, will retry: %s", exc)
-    except Exception:
-        counts.failures += 1
-        logger.exception("prediction log compaction failed, will retry")
+        counts.streak += 1
+        what = str(exc) if isinstance(exc, GyreError) else f"{type(exc).__name__}: {exc}"
+        if what == counts.failing:
+            logger.warning(
+                "prediction log compaction failed again (%d in a row), will retry: %s",
+                counts.streak,
+                what,
+            )
+        elif isinstance(exc, GyreError):
+            logger.warning("prediction log compaction failed, will retry: %s", what)
+        else:
+            logger.exception("prediction log compaction failed, will retry")
+        counts.failing = what
+    else:
+        if counts.failing is not None:
+            logger.info("prediction log compaction works again after %d failures", counts.streak)
+        counts.failing, counts.streak = None, 0
 
 
 def compact_folder(
