@@ -225,13 +225,16 @@ async def test_served_answers_equal_the_checked_path(
     assert len(log.records) == 3 * len(X)  # every prediction is still logged
 
 
+@pytest.mark.parametrize("which", ["unnamed", "tensor"])
 async def test_records_are_logged_as_the_matrix_the_model_took(
-    unnamed: Model, tmp_path: Path
+    which: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """/predict records for a float64 model: logged from the matrix the fast path built
-    (one spool line for requests answered together, never the records read again), with
-    the values the model took: ints as floats. A record with a key the model does not
-    take is logged with it."""
+    """/predict records for a float64 model (columns, or a tensor whose columns the
+    records' keys name): logged from the matrix the fast path built (one spool line for
+    requests answered together, never the records read again), with the values the model
+    took: ints as floats. A record with a key a column model does not take is logged with
+    it."""
+    model: Model = request.getfixturevalue(which)
     from gyre.artifacts import open_artifact_store
     from gyre.predictions import PredictionLog, query
 
@@ -240,14 +243,13 @@ async def test_records_are_logged_as_the_matrix_the_model_took(
     X, _ = _data(24, seed=6)
     rows = _records(X)
     rows[3] = {c: int(i) for i, c in enumerate(COLUMNS)}  # ints for float columns
-    async with serving([ServedModel("m", "1", unnamed)], prediction_log=log) as client:
+    extra_row = {**rows[0], "note": "kept"} if which != "tensor" else rows[0]
+    async with serving([ServedModel("m", "1", model)], prediction_log=log) as client:
         answers = await asyncio.gather(
             *(client.post("/predict/m", json=[row], headers={"X-Request-ID": f"q{i}"})
               for i, row in enumerate(rows))
         )  # fmt: skip
-        extra = await client.post(
-            "/predict/m", json=[{**rows[0], "note": "kept"}], headers={"X-Request-ID": "x"}
-        )
+        extra = await client.post("/predict/m", json=[extra_row], headers={"X-Request-ID": "x"})
         log.flush()
         lines = [
             json.loads(raw)
@@ -263,7 +265,7 @@ async def test_records_are_logged_as_the_matrix_the_model_took(
         assert [logged["in_" + c] for c in COLUMNS] == [float(row[c]) for c in COLUMNS]
         assert all(type(logged["in_" + c]) is float for c in COLUMNS)
         assert logged["out_prediction"] == answers[i].json()["predictions"][0]
-    assert by_id["x"]["in_note"] == "kept"
+    assert by_id["x"].get("in_note") == ("kept" if which != "tensor" else None)
     assert by_id["x"]["in_f0"] == rows[0]["f0"]
 
 
