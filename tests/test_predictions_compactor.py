@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from gyre.artifacts import open_artifact_store
 from gyre.predictions import PredictionLog, query
@@ -40,6 +41,18 @@ def _stat(pid: int) -> list[str] | None:
         return None
     fields = raw[raw.rindex(")") + 2 :].split()
     return None if fields[0] in ("Z", "X") else fields
+
+
+def _by_hand(
+    spool: Path, store: Path, *options: str, stderr: Any = None
+) -> subprocess.Popen[bytes]:
+    """A compactor started as ``gyre serve`` starts one, compacting every 0.1 s, with no
+    :class:`CompactorProcess` watching it; stopped by closing its standard input."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gyre.predictions._compactor", str(spool), "--store", str(store),
+         "--interval", "0.1", "--nice", "0", *options],
+        stdin=subprocess.PIPE, stderr=stderr, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
 
 
 def _until(what: str, done: object, seconds: float = 30.0) -> None:
@@ -120,11 +133,7 @@ def test_a_store_that_fails_keeps_the_files_until_it_works(tmp_path: Path) -> No
     _spooled(spool, 6, "waiting")
     errors = tmp_path / "compactor.err"
     with errors.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gyre.predictions._compactor", str(spool),
-             "--store", str(store), "--interval", "0.1", "--nice", "0", "--log-format", "json"],
-            stdin=subprocess.PIPE, stderr=err, env={**os.environ, "PYTHONPATH": str(REPO)},
-        )  # fmt: skip
+        proc = _by_hand(spool, store, "--log-format", "json", stderr=err)
         try:
             _until("the failure is reported", lambda: b"will retry" in errors.read_bytes())
             assert len(list(spool.glob("*.jsonl"))) == 1, "the spool file is kept"
@@ -191,11 +200,7 @@ def test_compactors_sharing_a_folder_are_reported_together(tmp_path: Path) -> No
     spool, store = tmp_path / "spool", tmp_path / "artifacts"
     first = CompactorProcess(spool, str(store), interval_s=0.1, nice=0)
     first.start()
-    second = subprocess.Popen(  # (started by hand: nothing restarts it once killed)
-        [sys.executable, "-m", "gyre.predictions._compactor", str(spool),
-         "--store", str(store), "--interval", "0.1", "--nice", "0"],
-        stdin=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    second = _by_hand(spool, store)  # (nothing restarts it once killed)
     try:
         _until("both report", lambda: read_status(spool).get("compactor_processes") == 2)
         _spooled(spool, 9, "shared")

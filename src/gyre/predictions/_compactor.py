@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gyre.predictions._status import status_path, write_status
 
@@ -68,7 +68,7 @@ class CompactorProcess:
         *,
         interval_s: float = 30.0,
         nice: int = 10,
-        log_format: str = "text",
+        log_format: Literal["text", "json"] = "text",
     ) -> None:
         self.spool_dir = Path(spool_dir)
         self.store = store

@@ -92,7 +92,6 @@ _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
 _LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
-_UNSET: Any = object()
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
@@ -209,15 +208,14 @@ def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> A
     ndarray = np.ndarray
     columns = dep.column_names
     xs: list[Any] = []
-    names: Any = _UNSET
+    head = items[0][3].matrix
+    names = columns if head is None else head[1]  # every request's must be the same
     for item in items:
         prepared = item[3]
         seen = prepared.matrix  # records the fast path made a matrix of: that, named
         x, named = (prepared.data, columns) if seen is None else seen
-        if named is not names:
-            if names is not _UNSET and named != names:
-                return None
-            names = named
+        if named is not names and named != names:
+            return None
         xs.append(x)
     if any(type(x) is not ndarray for x in xs) or len({x.dtype for x in xs}) != 1:
         return None
