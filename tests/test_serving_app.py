@@ -515,6 +515,108 @@ async def test_infer_bad_requests_are_400_naming_the_problem(
     assert after.status_code == 200  # the server keeps serving
 
 
+class Identity:
+    """A python-flavor model answering its input tensor as it got it."""
+
+    def load_context(self, context: Any) -> None:
+        pass
+
+    def predict(self, context: Any, model_input: Any) -> Any:
+        return model_input
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data"),
+    [
+        ("UINT64", [1, 2**64 - 1]),  # numpy reads these as float64: 2**64 - 1 would be 0
+        ("UINT64", [[1, 2**63 + 1], [7, 2**63]]),
+        ("INT64", [1.0, 2**53 + 1]),  # a float beside it: 2**53 + 1 would lose its last bit
+        ("INT64", [-(2**63), 2**63 - 1]),
+    ],
+)
+async def test_infer_integer_tensors_reach_the_model_exactly(
+    tmp_path: Path, datatype: str, data: list[Any]
+) -> None:
+    dtype = np.uint64 if datatype == "UINT64" else np.int64
+    path = tmp_path / "identity"
+    save_model(Identity(), path, input_example=np.zeros((2, 2) if isinstance(data[0], list)
+                                                      else 2, dtype=dtype))  # fmt: skip
+    served = ServedModel("id", "1", load_model(path))
+    shape = [2, 2] if isinstance(data[0], list) else [2]
+    tensor = {"name": "input-0", "shape": shape, "datatype": datatype, "data": data}
+    async with serving([served]) as client:
+        answer = await client.post("/v2/models/id/infer", json={"inputs": [tensor]})
+    assert answer.status_code == 200, answer.text
+    [out] = answer.json()["outputs"]
+    assert out["datatype"] == datatype
+    flat = [v for row in data for v in row] if isinstance(data[0], list) else data
+    assert out["data"] == [int(v) for v in flat]
+
+
+@pytest.mark.parametrize(
+    ("datatype", "data", "fragment"),
+    [
+        ("UINT64", [1, 2**64], "value 18446744073709551616 is outside UINT64's range"),
+        ("UINT64", [-1, 2**63], "value -1 is outside UINT64's range"),
+        ("INT64", [1, 2**63], "value 9223372036854775808 is outside INT64's range"),
+        ("INT64", [1.5, 2**63], "holds float 1.5 at flat index 0"),
+        ("INT64", [1.0, None], "holds null at flat index 1"),
+    ],
+)
+async def test_infer_integers_past_the_datatype_are_400(
+    tmp_path: Path, datatype: str, data: list[Any], fragment: str
+) -> None:
+    dtype = np.uint64 if datatype == "UINT64" else np.int64
+    path = tmp_path / "identity"
+    save_model(Identity(), path, input_example=np.zeros(2, dtype=dtype))
+    tensor = {"name": "input-0", "shape": [2], "datatype": datatype, "data": data}
+    async with serving([ServedModel("id", "1", load_model(path))]) as client:
+        answer = await client.post("/v2/models/id/infer", json={"inputs": [tensor]})
+    assert answer.status_code == 400
+    assert fragment in answer.json()["error"]
+
+
+class TwoOutputs:
+    """A python-flavor model with two named outputs and none called "predict"."""
+
+    def load_context(self, context: Any) -> None:
+        pass
+
+    def predict(self, context: Any, model_input: Any) -> Any:
+        x = np.asarray(model_input, dtype=np.float64)
+        return {"label": (x.sum(axis=1) > 0).astype(np.int64), "score": x.sum(axis=1)}
+
+
+async def test_infer_returns_the_outputs_asked_for(tmp_path: Path) -> None:
+    """Without "outputs" a model without a "predict" output answers all of its outputs; a
+    request naming outputs gets those, and naming one the model does not have ("predict"
+    included) is 400 listing the ones it has."""
+    path = tmp_path / "two"
+    save_model(TwoOutputs(), path, input_example=np.zeros((2, 3)))
+    x = [[1.0, 2.0, 3.0], [-4.0, 0.0, 1.0]]
+    tensor = {"name": "input-0", "shape": [2, 3], "datatype": "FP64", "data": x}
+    async with serving([ServedModel("two", "1", load_model(path))]) as client:
+        meta = (await client.get("/v2/models/two")).json()
+        default = await client.post("/v2/models/two/infer", json={"inputs": [tensor]})
+        score = await client.post(
+            "/v2/models/two/infer", json={"inputs": [tensor], "outputs": [{"name": "score"}]}
+        )
+        predict = await client.post(
+            "/v2/models/two/infer", json={"inputs": [tensor], "outputs": [{"name": "predict"}]}
+        )
+    assert [o["name"] for o in meta["outputs"]] == ["label", "score"]
+    assert default.status_code == 200, default.text
+    assert {o["name"]: o["data"] for o in default.json()["outputs"]} == {
+        "label": [1, 0],
+        "score": [6.0, -3.0],
+    }
+    assert [o["name"] for o in score.json()["outputs"]] == ["score"]
+    assert predict.status_code == 400
+    assert predict.json()["error"] == (
+        "output 'predict' is not an output of model 'two' (its outputs: label, score)"
+    )
+
+
 # -- /predict ----------------------------------------------------------------------------
 
 
@@ -761,6 +863,60 @@ async def test_oversized_bodies_are_413(classifier: Model) -> None:
     assert streamed.status_code == 413
     assert oip.status_code == 413 and "over the limit" in oip.json()["error"]
     assert small.status_code == 200
+
+
+async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: Model) -> None:
+    """gzip and deflate bodies (Content-Encoding) are read as what they decompress to; one
+    that would inflate past the body limit is 413 before it does; other codings and broken
+    or cut streams are 400 naming the problem."""
+    import gzip
+    import zlib
+
+    limits = Limits(max_request_bytes=4096)
+    body = json.dumps({"records": records(classifier_data(3)[0])}).encode()
+    bomb = gzip.compress(b'{"records": [' + b" " * 100_000 + b"]}")
+    assert len(bomb) < 4096
+    sent = {
+        "gzip": ("gzip", gzip.compress(body)),
+        "deflate": ("deflate", zlib.compress(body)),
+        "bomb": ("gzip", bomb),
+        "br": ("br", body),
+        "broken": ("gzip", b"\x1f\x8b not gzip at all"),
+        "cut": ("gzip", gzip.compress(body)[:-12]),
+    }
+    async with serving([ServedModel("clf", "1", classifier)], limits=limits) as client:
+        plain = await client.post("/predict/clf", content=body)
+        answers = {
+            name: await client.post(
+                "/predict/clf", content=data, headers={"content-encoding": coding}
+            )
+            for name, (coding, data) in sent.items()
+        }
+        tensor = json.dumps(oip_matrix(classifier_data(2)[0].to_numpy())).encode()
+        chunked = await client.post(
+            "/v2/models/clf/infer",
+            content=_chunks(gzip.compress(tensor)),
+            headers={"content-encoding": "gzip"},
+        )
+    assert plain.status_code == 200
+    for name in ("gzip", "deflate"):
+        assert answers[name].status_code == 200, answers[name].text
+        assert answers[name].json()["predictions"] == plain.json()["predictions"]
+    assert chunked.status_code == 200, chunked.text
+    bomb_answer = answers["bomb"].json()
+    assert answers["bomb"].status_code == 413
+    assert "over the limit of 4096 bytes once decompressed" in bomb_answer["message"]
+    assert answers["br"].status_code == 400
+    assert "Content-Encoding 'br' is not supported" in answers["br"].json()["message"]
+    assert answers["broken"].status_code == 400
+    assert "not valid gzip data" in answers["broken"].json()["message"]
+    assert answers["cut"].status_code == 400
+    assert "ends before its gzip data does" in answers["cut"].json()["message"]
+
+
+async def _chunks(data: bytes, size: int = 100) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
 
 
 # -- operations --------------------------------------------------------------------------

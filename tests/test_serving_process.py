@@ -304,6 +304,13 @@ def test_tritonclient_round_trip(live_models: str, classifier: Model, regressor:
             result.as_numpy("predict"), regressor.predict(x.astype(np.float64)), rtol=1e-6
         )
 
+        # Compressed request bodies, as the client sends them when asked to
+        for algorithm in ("gzip", "deflate"):
+            tensor = http.InferInput("input-0", list(rows.shape), "FP64")
+            tensor.set_data_from_numpy(rows, binary_data=False)
+            result = client.infer("clf", [tensor], request_compression_algorithm=algorithm)
+            assert result.as_numpy("predict").tolist() == classifier.predict(frame).tolist()
+
         wrong = http.InferInput("input-0", [1, 3], "FP64")
         wrong.set_data_from_numpy(np.zeros((1, 3)))
         with pytest.raises(utils.InferenceServerException, match="expected 20 features, got 3"):

@@ -695,7 +695,8 @@ def _oip_routes(server: _Server) -> list[Route]:
                 requested[:] = _PREDICT_ONLY
             else:
                 names = [n for n, _ in req.outputs]
-                known = {"predict", *d.output_shapes}
+                # the outputs its metadata lists ("predict" when they are not known)
+                known = set(d.output_shapes) or {"predict"}
                 if d.has_proba:
                     known.add("predict_proba")
                 for name in names:

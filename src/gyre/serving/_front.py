@@ -6,7 +6,8 @@ a canary's included); refuses work past ``max_inflight`` concurrent requests (50
 ``Retry-After``); checks the bearer token when auth is on (health probes are open;
 ``/admin/*`` needs the ``admin`` scope); enforces the body limit (413, at once when
 ``Content-Length`` says so, else as soon as the bytes pass it; ``/batch`` uploads have
-their own, larger limit); turns a crash into a clean 500 naming only the request id; and
+their own, larger limit; a gzip or deflate body is decompressed, the limit applying to
+what it decompresses to); turns a crash into a clean 500 naming only the request id; and
 writes one structured access-log line and the request metrics when the response is done.
 
 The routes every prediction takes (``POST /v2/models/{name}/infer`` and ``POST
@@ -21,6 +22,7 @@ import logging
 import random
 import re
 import time
+import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -207,6 +209,7 @@ class Front:
         request_id = ""
         authorization: str | None = None
         declared: int | None = None
+        encoding: bytes | None = None
         for key, value in scope["headers"]:
             if key == b"x-request-id":
                 candidate = value.decode("latin-1")
@@ -219,6 +222,8 @@ class Front:
                     declared = int(value)
                 except ValueError:
                     declared = None
+            elif key == b"content-encoding":
+                encoding = value
         if not request_id:
             request_id = new_request_id()
         info = RequestInfo(request_id, started)
@@ -266,6 +271,8 @@ class Front:
             # With a Content-Length (checked above) the HTTP parser delivers no more bytes
             # than it says; without one (chunked), count them as they come.
             limited = receive if declared is not None else _limited(receive, limit)
+            if encoding is not None:
+                limited = _decompressed(limited, encoding, limit)
             if endpoint is not None:
                 response = await endpoint(Call(scope, limited))
                 # sent here, with the front's headers, without wrapping send
@@ -341,6 +348,54 @@ class Front:
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+_CODINGS = {b"gzip": "gzip", b"x-gzip": "gzip", b"deflate": "deflate"}
+
+
+def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
+    """``receive`` with a ``Content-Encoding: gzip`` or ``deflate`` body decompressed (as
+    Triton's clients send with ``request_compression_algorithm``), never past ``limit``
+    bytes: a small body that would inflate beyond it is refused (413) before it does."""
+    coding = encoding.strip().lower()
+    if coding in (b"", b"identity"):
+        return receive
+    name = _CODINGS.get(coding)
+    if name is None:
+        raise InvalidArgument(
+            f"Content-Encoding {encoding.decode('latin-1')!r} is not supported",
+            hint="send the body uncompressed, or compressed with gzip or deflate",
+        )
+    # 32 + 15: a zlib (deflate) or gzip header, whichever the body starts with
+    inflate = zlib.decompressobj(wbits=47)
+    size = 0
+
+    async def decompressed_receive() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        try:
+            body = inflate.decompress(message.get("body", b""), limit + 1 - size)
+        except zlib.error as exc:
+            raise InvalidArgument(
+                f"the request body is not valid {name} data ({exc})",
+                hint=f"compress the whole body with {name}, or drop Content-Encoding",
+            ) from None
+        size += len(body)
+        if size > limit or inflate.unconsumed_tail:
+            raise PayloadTooLarge(
+                f"request body is over the limit of {limit} bytes once decompressed",
+                hint="send fewer rows per request, or use POST /batch/{name} for files",
+            )
+        if not message.get("more_body", False) and not inflate.eof:
+            raise InvalidArgument(
+                f"the request body ends before its {name} data does",
+                hint=f"send the whole {name} stream",
+            )
+        return {**message, "body": body}
+
+    return decompressed_receive
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

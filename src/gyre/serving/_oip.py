@@ -201,17 +201,10 @@ def _decode_json_data(name: str, datatype: str, shape: list[int], data: Any) -> 
                 arr = np.array([math.nan if v is None else v for v in flat], dtype=np.float64)
             elif kind not in "iuf":
                 raise _wrong_value(name, datatype, _flatten(data), _is_number)
+        elif kind in "fO":  # integers, some sent as floats or past what numpy holds exactly
+            arr = _whole_numbers(name, datatype, target, data)
         else:  # integers
-            if kind == "f":
-                integral = np.isfinite(arr) & (arr == np.trunc(np.where(np.isfinite(arr), arr, 0)))
-                if not integral.all():
-                    i = int(np.argmax(~integral.ravel()))
-                    raise _bad(
-                        f"input {name!r} has datatype {datatype} but holds "
-                        f"{_describe(arr.ravel()[i].item())} at flat index {i}",
-                        hint="send whole numbers, or declare an FP datatype",
-                    )
-            elif kind not in "iu":
+            if kind not in "iu":
                 raise _wrong_value(
                     name, datatype, _flatten(data), lambda v: isinstance(v, int) and v is not True
                 )
@@ -232,6 +225,38 @@ def _decode_json_data(name: str, datatype: str, shape: list[int], data: Any) -> 
             hint="make shape and data agree (data may be flat or nested, row-major)",
         )
     return arr.reshape(shape)
+
+
+def _whole_numbers(name: str, datatype: str, target: Any, data: Any) -> NDArray[Any]:
+    """The integer tensor ``data`` holds, value by value: for data numpy reads as floats
+    (whole numbers sent as ``1.0``, or integers past int64 beside smaller ones, which as
+    float64 would lose their low digits: 2**64 - 1 would become 0 in a UINT64 tensor) or
+    as objects (integers past uint64). Exact, or InvalidArgument naming the first value
+    that is not a whole number or is out of ``datatype``'s range."""
+    flat = _flatten(data)
+    values: list[int] = []
+    for i, v in enumerate(flat):
+        if type(v) is float:
+            if not v.is_integer():  # a fraction, NaN or an infinity
+                raise _bad(
+                    f"input {name!r} has datatype {datatype} but holds {_describe(v)} at "
+                    f"flat index {i}",
+                    hint="send whole numbers, or declare an FP datatype",
+                )
+            v = int(v)
+        elif type(v) is not int:
+            raise _wrong_value(name, datatype, flat, lambda v: type(v) in (int, float))
+        values.append(v)
+    if values:
+        info = np.iinfo(target)
+        low, high = min(values), max(values)
+        if low < info.min or high > info.max:
+            raise _bad(
+                f"input {name!r}: value {low if low < info.min else high!r} is outside "
+                f"{datatype}'s range [{info.min}, {info.max}]",
+                hint="declare a wider datatype",
+            )
+    return np.array(values, dtype=target)
 
 
 def _decode_binary(name: str, datatype: str, shape: list[int], raw: bytes) -> NDArray[Any]:
