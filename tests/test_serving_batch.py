@@ -231,3 +231,148 @@ def test_gyre_predict_memory_is_bounded_by_the_chunk(tmp_path: Path) -> None:
     large_data_mb = 300_000 * len(COLUMNS) * 8 / 2**20  # 46 MB as float64
     assert large_peak - small_peak < large_data_mb / 2, (small_peak, large_peak)
     assert pq.ParquetFile(tmp_path / "large-out.parquet").metadata.num_rows == 300_000
+
+
+# -- what a file can get wrong -----------------------------------------------------------
+
+
+def _with_bad_value(frame: Any, row: int, column: str, value: Any) -> Any:
+    bad = frame.astype({column: object})
+    bad.loc[row, column] = value
+    return bad
+
+
+def test_gyre_predict_names_the_bad_value_and_its_row_in_the_file(tmp_path: Path) -> None:
+    """A value that is not a number in row 3456 of a CSV scored 1000 rows at a time is
+    named, with its row counted in the file; a missing value too; the command fails with
+    one line and writes no output."""
+    frame, _ = classifier_data(5000, seed=14)
+    model_dir = save_classifier(tmp_path / "model")
+    word = write_frame(_with_bad_value(frame, 3456, "f3", "bad"), tmp_path / "word.csv")
+    gap = write_frame(_with_bad_value(frame, 3456, "f3", None), tmp_path / "gap.parquet")
+    out = tmp_path / "out.csv"
+    runner = CliRunner()
+    for source, message in [
+        (word, "column 'f3' expects float64, got 'bad' at row 3456, which is not a number"),
+        (gap, "column 'f3' has a missing value at row 3456"),
+    ]:
+        result = runner.invoke(
+            _cli(), ["predict", str(model_dir), "-i", str(source), "-o", str(out),
+                     "--batch-size", "1000"],
+        )  # fmt: skip
+        assert message in str(result.exception), (source, result.exception)
+        assert not out.exists()
+
+
+def test_score_file_refuses_rows_longer_than_the_header(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A CSV whose rows hold one field more than its header is refused, instead of being
+    scored with every value under the next column's name."""
+    from gyre.errors import InvalidArgument
+
+    frame, _ = classifier_data(5)
+    text = frame.to_csv(index=False).splitlines()
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("\n".join([text[0]] + [f"7,{line}" for line in text[1:]]) + "\n")
+    with pytest.raises(
+        InvalidArgument, match="the CSV rows have 21 fields but its header names 20"
+    ):
+        score_file(classifier, shifted, tmp_path / "out.csv")
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "output", "message"),
+    [
+        ("in.csv", None, "no/such/folder/out.csv", "cannot write the output"),
+        ("empty.parquet", b"", "out.parquet", "cannot read the input as parquet"),
+        ("junk.parquet", b"PAR1 not really", "out.parquet", "cannot read the input as parquet"),
+        ("empty.jsonl", b"", "out.parquet", "the jsonl input holds no rows"),
+        ("header.csv", b",".join(c.encode() for c in COLUMNS) + b"\n", "o.csv", "holds no rows"),
+    ],
+)
+def test_gyre_predict_file_problems_are_one_line(
+    tmp_path: Path, name: str, content: bytes | None, output: str, message: str
+) -> None:
+    """Files that cannot be read or written end the command with one red line naming the
+    problem (exit 2), not a traceback."""
+    from gyre.cli import main
+
+    model_dir = save_classifier(tmp_path / "model")
+    source = tmp_path / name
+    if content is None:
+        write_frame(classifier_data(5)[0], source)
+    else:
+        source.write_bytes(content)
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys; from gyre.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "predict", str(model_dir), "-i", str(source),
+         "-o", str(tmp_path / output)],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    assert main is not None
+    assert code.returncode == 2, code.stderr
+    assert message in code.stderr and "Traceback" not in code.stderr
+    assert len(code.stderr.strip().splitlines()) == 1, code.stderr
+
+
+@pytest.mark.anyio
+async def test_batch_over_http_is_all_or_nothing(classifier: Model) -> None:  # noqa: F811
+    """A bad value in the last chunk of an upload is a 400 naming it and its row, before
+    any scored byte is sent (not a 200 whose body stops short); the answer says its
+    length."""
+    frame, _ = classifier_data(2500, seed=15)
+    bad = _with_bad_value(frame, 2345, "f1", "oops").to_csv(index=False).encode()
+    good = frame.to_csv(index=False).encode()
+    async with serving([ServedModel("clf", "1", classifier)]) as client:
+        refused = await client.post("/batch/clf?format=csv&batch_size=500", content=bad)
+        ok = await client.post("/batch/clf?format=csv&batch_size=500", content=good)
+    assert refused.status_code == 400
+    assert refused.json()["message"] == (
+        "column 'f1' expects float64, got 'oops' at row 2345, which is not a number"
+    )
+    assert ok.status_code == 200
+    assert int(ok.headers["content-length"]) == len(ok.content)
+    assert read_frame(ok.content, "csv")["prediction"].tolist() == (
+        classifier.predict(frame).tolist()
+    )
+
+
+@pytest.mark.anyio
+async def test_batch_rows_are_logged_under_the_request_id(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Every row of an upload is in the prediction log as ``<request id>:<row in the
+    file>``, with the file's values, its prediction and probabilities; feedback to one of
+    those ids matches it."""
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    frame, _ = classifier_data(1200, seed=16)
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
+        answer = await client.post(
+            "/batch/clf?format=parquet&batch_size=500&proba=true",
+            content=write_frame(frame, tmp_path / "in.parquet").read_bytes(),
+            headers={"X-Request-ID": "upload-1"},
+        )
+        feedback = await client.post(
+            "/feedback/clf", json={"request_id": "upload-1:1199", "label": 1}
+        )
+    assert answer.status_code == 200, answer.text
+    assert feedback.status_code == 202 and feedback.json()["matched"] == 1
+    rows = {r["request_id"]: r for r in query(store, "clf").to_pylist()}
+    assert sorted(rows) == sorted(f"upload-1:{i}" for i in range(1200))
+    scored = read_frame(answer.content, "parquet")
+    proba = classifier.predict_proba(frame)
+    for i in (0, 499, 500, 1199):
+        row = rows[f"upload-1:{i}"]
+        assert row["in_f0"] == frame["f0"].iloc[i]
+        assert row["out_prediction"] == scored["prediction"].iloc[i]
+        assert row["out_proba"] == pytest.approx(list(proba[i]))
+        assert row["version"] == 1 and row["latency_ms"] > 0
+    assert rows["upload-1:1199"]["label"] == 1

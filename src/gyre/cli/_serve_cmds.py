@@ -544,7 +544,13 @@ def predict(
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        total = pq.ParquetFile(input).metadata.num_rows
+        try:
+            total = pq.ParquetFile(input).metadata.num_rows
+        except (OSError, ValueError) as exc:  # (pyarrow's ArrowInvalid is a ValueError)
+            raise InvalidArgument(
+                f"cannot read the input as parquet: {exc}",
+                hint=f"check that {str(input)!r} is a Parquet file (its suffix says it is)",
+            ) from None
 
     err = Console(stderr=True)
     with Progress(

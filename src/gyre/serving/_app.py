@@ -42,7 +42,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
@@ -80,6 +80,7 @@ from gyre.serving._telemetry import Telemetry
 if TYPE_CHECKING:
     from gyre.registry import Registry
     from gyre.serving._edge import EdgeSync
+    from gyre.serving.batch import Format
 
 __all__ = ["Limits", "PredictionLog", "create_app"]
 
@@ -514,6 +515,36 @@ class _Server:
         if len(pending) == 1:
             asyncio.get_running_loop().call_soon(self.append_pending)
 
+    def chunk_logger(
+        self, info: RequestInfo, deployment: Deployment
+    ) -> Callable[[int, Any, dict[str, Any]], None] | None:
+        """What logs the scored chunks of a ``/batch`` upload (None without a log): each
+        chunk one group, row i of the file logged as request ``<request id>:<i>``, its
+        columns as the file held them, ``prediction*`` and, when asked for, ``proba``."""
+        log = self.log
+        if log is None:
+            return None
+        rid = info.request_id
+
+        def log_chunk(first: int, frame: Any, columns: dict[str, Any]) -> None:
+            n = len(frame)
+            try:
+                probas = [v for k, v in columns.items() if k.startswith("proba_")]
+                outputs = {k: v for k, v in columns.items() if not k.startswith("proba_")}
+                if probas:
+                    outputs["proba"] = np.column_stack(probas)
+                latency = round((time.perf_counter() - info.started) * 1000, 3)
+                log.append([PredictionGroup(
+                    [f"{rid}:{i}" for i in range(first, first + n)],
+                    [time.time_ns() // 1_000_000] * n, deployment.name, deployment.log_version,
+                    {str(c): frame[c].to_numpy() for c in frame.columns}, outputs,
+                    [latency] * n, info.variant,
+                )])  # fmt: skip
+            except Exception:  # the log must never fail a prediction that was answered
+                logger.exception("could not log rows %d.. of batch request %s", first, rid)
+
+        return log_chunk
+
     def append_pending(self) -> None:
         pending, self._log_pending = self._log_pending, []
         if self.log is None or not pending:
@@ -880,7 +911,6 @@ def _gyre_routes(server: _Server) -> list[Route]:
             CONTENT_TYPES,
             check_format,
             format_for_content_type,
-            score_chunks,
         )
 
         info, dep = server.route(request, "batch")
@@ -920,35 +950,35 @@ def _gyre_routes(server: _Server) -> list[Route]:
                         spool.write(piece)
                 except ClientDisconnect:
                     raise InvalidArgument("upload interrupted: the client disconnected") from None
-            chunks = score_chunks(dep.model, upload, fmt, batch_size=batch_size, proba=proba)
-            first = await run_in_threadpool(_next_chunk, chunks)
+            # Scored whole before the answer starts: a bad value in the last chunk is a
+            # 400 naming it, not a 200 whose body stops short.
+            scored = os.path.join(folder, f"scored.{fmt}")
+            log_chunk = server.chunk_logger(info, dep)
+            rows = await run_in_threadpool(
+                _score_upload, dep.model, upload, fmt, batch_size, proba, scored, log_chunk
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        telemetry = server.telemetry
+        info.rows = rows
+        if server.telemetry is not None:
+            server.telemetry.rows_scored(dep.name, dep.version, "batch", rows)
 
         async def stream() -> AsyncIterator[bytes]:
             try:
-                current: tuple[int, bytes] | None = first
-                while current is not None:
-                    rows, data = current
-                    info.rows += rows
-                    if telemetry is not None and rows:
-                        telemetry.rows_scored(dep.name, dep.version, "batch", rows)
-                    if data:
-                        yield data
-                    current = await run_in_threadpool(_next_chunk, chunks)
-            except Exception:
-                logger.exception("batch request %s failed while streaming", info.request_id)
-                raise
+                with open(scored, "rb") as result:
+                    while piece := await run_in_threadpool(result.read, _STREAM_BYTES):
+                        yield piece
             finally:
-                chunks.close()
                 shutil.rmtree(folder, ignore_errors=True)
 
         return StreamingResponse(
             stream(),
             media_type=CONTENT_TYPES[fmt],
-            headers={"content-disposition": f'attachment; filename="scored.{fmt}"'},
+            headers={
+                "content-disposition": f'attachment; filename="scored.{fmt}"',
+                "content-length": str(os.path.getsize(scored)),
+            },
         )
 
     async def metrics(request: Request) -> Response:
@@ -1002,8 +1032,29 @@ def _gyre_routes(server: _Server) -> list[Route]:
     ]
 
 
-def _next_chunk(chunks: Generator[tuple[int, bytes], None, None]) -> tuple[int, bytes] | None:
-    return next(chunks, None)
+_STREAM_BYTES = 1 << 20  # a scored file is sent back in pieces of this size
+
+
+def _score_upload(
+    model: Any,
+    upload: str,
+    fmt: Format,
+    batch_size: int,
+    proba: bool,
+    output: str,
+    on_chunk: Callable[[int, Any, dict[str, Any]], None] | None,
+) -> int:
+    """Score ``upload`` into ``output`` chunk by chunk; the rows scored."""
+    from gyre.serving.batch import score_chunks
+
+    total = 0
+    with open(output, "wb") as sink:
+        for rows, data in score_chunks(
+            model, upload, fmt, batch_size=batch_size, proba=proba, on_chunk=on_chunk
+        ):
+            sink.write(data)
+            total += rows
+    return total
 
 
 # -- the factory -------------------------------------------------------------------------

@@ -16,13 +16,14 @@ class. A Parquet output gets one row group per chunk and keeps the input's colum
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
-from gyre.errors import GyreError, InvalidArgument
+from gyre.errors import GyreError, InvalidArgument, SchemaMismatch
 from gyre.models._scoring import prediction_columns as _prediction_columns
 from gyre.serving import _json
 
@@ -137,7 +138,19 @@ def _read_chunks(
     dtypes = _string_columns(model)
     if fmt == "csv":
         with pd.read_csv(source, chunksize=batch_size, dtype=dtypes or None) as reader:
-            yield from reader
+            for chunk in reader:
+                if not isinstance(chunk.index, pd.RangeIndex):
+                    # pandas makes the first field of every row the index when the rows
+                    # hold one field more than the header: the columns would be shifted
+                    header = ",".join(map(str, chunk.columns))
+                    raise InvalidArgument(
+                        f"the CSV rows have {len(chunk.columns) + 1} fields but its header "
+                        f"names {len(chunk.columns)} ({header}): the values would land under "
+                        "the wrong columns",
+                        hint="name every column in the header (an unnamed first column "
+                        "needs a name too), or remove the extra field from the rows",
+                    )
+                yield chunk
     else:
         with pd.read_json(
             source, lines=True, chunksize=batch_size, dtype=dtypes or True, precise_float=True
@@ -157,7 +170,8 @@ def _readable(chunks: Iterator[Any], fmt: Format) -> Iterator[Any]:
         except Exception as exc:  # pandas / pyarrow: whatever the bytes made them raise
             raise InvalidArgument(
                 f"cannot read the input as {fmt}: {type(exc).__name__}: {exc}",
-                hint=f"send a valid {fmt} file, or name its format with ?format= / the suffix",
+                hint=f"check that it is a {fmt} file (the format comes from the file's "
+                "suffix, or from Content-Type or ?format= on POST /batch)",
             ) from None
         yield chunk
 
@@ -173,14 +187,19 @@ def score_chunks(
     batch_size: int = 10_000,
     proba: bool = False,
     out_format: Format | None = None,
+    on_chunk: Callable[[int, Any, dict[str, Any]], None] | None = None,
 ) -> Generator[tuple[int, bytes], None, None]:
     """``(rows, encoded output bytes)`` per chunk, then ``(0, trailer)`` at the end.
 
     Joined, the bytes are the complete output file (in ``out_format``, default ``fmt``).
+    ``on_chunk(first_row, frame, prediction_columns)`` is called for each chunk once it is
+    scored (the server logs the rows with it). Errors name rows counted from the file's
+    first data row (0).
     """
     if batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
     writer = _Writer(out_format or fmt)
+    offset = 0  # rows of the file before this chunk
     for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt):
         if fmt == "parquet":
             frame = chunk.to_pandas()
@@ -189,9 +208,60 @@ def score_chunks(
             frame, rows = chunk, len(chunk)
         if rows == 0:
             continue
-        columns = _prediction_columns(model, frame, proba)
+        try:
+            if fmt == "csv":
+                _check_csv_numbers(model, frame)
+            columns = _prediction_columns(model, frame, proba)
+        except SchemaMismatch as exc:
+            raise _in_file(exc, offset) from None
+        if on_chunk is not None:
+            on_chunk(offset, frame, columns)
         yield rows, writer.write(chunk, frame, columns)
+        offset += rows
+    if not offset:
+        raise InvalidArgument(
+            f"the {fmt} input holds no rows", hint="score a file with at least one row"
+        )
     yield 0, writer.close()
+
+
+_ROW = re.compile(r"\bat row (\d+)")
+
+
+def _in_file(exc: SchemaMismatch, offset: int) -> SchemaMismatch:
+    """``exc`` with its row numbers counted from the file's first row, not the chunk's."""
+    if not offset:
+        return exc
+    message = _ROW.sub(lambda m: f"at row {int(m.group(1)) + offset}", exc.message)
+    return SchemaMismatch(message, hint=exc.hint)
+
+
+def _check_csv_numbers(model: Model, frame: Any) -> None:
+    """A CSV column the model reads as numbers holds text where pandas found a value it
+    could not read as one: name that value, not the first of the column's texts."""
+    from gyre.models import ColumnSchema
+
+    signature = model.signature
+    if signature is None or not isinstance(signature.inputs, ColumnSchema):
+        return
+    import numpy as np
+    import pandas as pd
+
+    for spec in signature.inputs.columns:
+        if spec.name not in frame.columns or not spec.dtype.startswith(("int", "uint", "float")):
+            continue
+        column = frame[spec.name]
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            continue  # (text columns are object or string dtype, by pandas version)
+        parsed = pd.to_numeric(column, errors="coerce")
+        bad = (parsed.isna() & column.notna()).to_numpy()
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise SchemaMismatch(
+                f"column {spec.name!r} expects {spec.dtype}, got {column.iloc[i]!r} at row {i}, "
+                "which is not a number",
+                hint="fix the value, or leave the field empty for a missing value",
+            )
 
 
 def score_file(
@@ -217,7 +287,14 @@ def score_file(
     started = time.perf_counter()
     total = 0
     try:
-        with partial.open("wb") as sink:
+        sink_file = partial.open("wb")
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot write the output {str(output)!r}: {exc.strerror or exc}",
+            hint="create its folder first, or choose a path you can write to",
+        ) from None
+    try:
+        with sink_file as sink:
             chunks = score_chunks(
                 model, source, fmt_in, batch_size=batch_size, proba=proba, out_format=fmt_out
             )
