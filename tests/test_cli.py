@@ -108,9 +108,20 @@ def test_help_teaches() -> None:
     assert "metrics.rmse < 0.3" in out
 
 
-def test_a_usage_error_exits_2() -> None:
-    out = gyre_cli("runs", "list", "--no-such-flag")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
+def test_a_usage_error_is_one_red_line() -> None:
+    """Usage errors (an unknown option, a value out of range, a missing argument) are one
+    line naming the problem and the command's --help, exit 2."""
+    assert_one_line_error(
+        gyre_cli("runs", "list", "--no-such-flag"),
+        "No such option: --no-such-flag",
+        "(see gyre runs list --help)",
+    )
+    assert_one_line_error(
+        gyre_cli("serve", "models:/m@champion", "--workers", "0"),
+        "Invalid value for '--workers'",
+        "(see gyre serve --help)",
+    )
+    assert_one_line_error(gyre_cli("predict"), "Missing argument", "(see gyre predict --help)")
 
 
 @pytest.mark.slow

@@ -31,17 +31,24 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]aborted[/]")
         return _exit(1, argv)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show(file=sys.stderr)
-        else:
-            err.print(f"[bold red]error:[/] {_escape(str(exc))}")
+        err.print(_usage_line(exc))
         return _exit(int(getattr(exc, "exit_code", 2)), argv)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
         return _exit(130, argv)
     code = result if isinstance(result, int) else 0
     return _exit(code, argv)
+
+
+def _usage_line(exc: Exception) -> str:
+    """A usage error (unknown option, a value out of range, a missing argument) as one red
+    line: the parser's message, and where the command's --help is."""
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    message = " ".join(message.split())  # (the parser wraps some messages over lines)
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "gyre"
+    return f"[bold red]error:[/] {_escape(message)} [dim](see {_escape(command)} --help)[/]"
 
 
 def _exit(code: int, argv: list[str] | None) -> int:

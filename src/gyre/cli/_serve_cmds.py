@@ -514,7 +514,12 @@ def predict(
     ] = "local",
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Score a file with a model, in chunks (bounded memory), with a progress bar."""
+    """Score a file with a model, in chunks (bounded memory), with a progress bar.
+
+    The output holds the input's columns plus prediction (and one proba_CLASS column per class with --proba).
+
+    Example: gyre predict models:/churn@champion -i customers.parquet -o scored.parquet --proba
+    """
     if engine != "local":
         from gyre.pipelines._ray_batch import predict_command
 
