@@ -445,7 +445,8 @@ def test_feedback_for_a_row_of_a_batch_counts_as_matched(spool: Path) -> None:
             ("big:" + "1" * 5000, 1),  # more digits than int() takes
             ("big:", 1),
         ]
-        assert log.append_feedback("churn", strangers) == FeedbackResult(9, 0, 9)
+        # the bare id of a batch of several rows is named, with its row count
+        assert log.append_feedback("churn", strangers) == FeedbackResult(9, 0, 9, {"big": 64})
 
 
 def test_the_last_100_000_rows_are_remembered_a_batch_counting_its_rows(spool: Path) -> None:
@@ -955,7 +956,7 @@ def test_a_group_logs_what_its_requests_as_batches_log(tmp_path: Path) -> None:
         # by request: its first request alone, the others a group)
         assert requests[-1] == 20 and sum(requests) == 30 and len(requests) <= 3
         labels = [("r10", 1), ("r14:2", 0), ("r14", 1), ("r29:0", 1)]
-        assert log.append_feedback("churn", labels) == FeedbackResult(4, 3, 1)
+        assert log.append_feedback("churn", labels) == FeedbackResult(4, 3, 1, {"r14": 3})
     assert_same_tables(
         query(store, "churn", with_feedback=False),
         compacted(tmp_path, "records", [as_records(b) for b in turn]),
@@ -1044,7 +1045,7 @@ def test_feedback_for_requests_of_a_group_line_counts_as_matched(spool: Path) ->
         log.append(turn[:1])
         log.append(turn[1:])
         labels = [("r1", 1), ("r4:0", 0), ("r4:2", 1), ("r9:1", 1), ("r9", 0), ("r4:3", 1)]
-        assert log.append_feedback("churn", labels) == FeedbackResult(6, 4, 2)
+        assert log.append_feedback("churn", labels) == FeedbackResult(6, 4, 2, {"r9": 3})
 
 
 def test_requests_of_two_utc_days_in_one_call_go_to_their_own_days(

@@ -1052,7 +1052,13 @@ async def test_real_prediction_log_and_feedback(classifier: Model, tmp_path: Pat
         many = await client.post("/feedback/clf", json={"labels": [[f"{rid}:1", 0], ["x", 1]]})
         bad = await client.post("/feedback/clf", json={"label": 1})
         other = await client.post("/feedback/nope", json={"request_id": "a", "label": 1})
+        whole = await client.post("/feedback/clf", json={"request_id": rid, "label": 1})
         stats = log.stats()
+    # the request's own id names two rows: the answer says how to label them
+    assert whole.status_code == 202 and whole.json()["matched"] == 0
+    assert whole.json()["hint"] == (
+        f"request {rid!r} had 2 rows, logged as '{rid}:0' .. '{rid}:1': label each row by its id"
+    )
     assert one.status_code == 202 and one.json() == {
         "model": "clf",
         "accepted": 1,

@@ -217,8 +217,11 @@ class PredictionLog:
             self._enqueue(lines, [1] * len(lines), None, None)
         with self._lock:
             self._remember()
-            matched = sum(1 for rid, _ in pairs if self._seen(rid))
-        return FeedbackResult(accepted=len(lines), matched=matched, unmatched=len(lines) - matched)
+            missed = [rid for rid, _ in pairs if not self._seen(rid)]
+            batches = self._recent_batches
+            several = {rid: batches[rid] for rid in missed if rid in batches}
+        matched = len(pairs) - len(missed)
+        return FeedbackResult(len(lines), matched, len(lines) - matched, several)
 
     def _seen(self, request_id: str) -> bool:
         """Whether ``request_id`` names a remembered row: a one-row record or batch by its

@@ -41,7 +41,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -173,11 +173,14 @@ class FeedbackResult:
     a batch whole); the ``unmatched``
     rest may still belong to an older prediction or to another worker's, which only a query
     can tell: :func:`gyre.predictions.feedback_coverage` counts the labels that never match.
+    ``several_rows`` maps each unmatched id that names a whole request of several rows
+    (whose rows are ``"<id>:0"`` ..) to its row count: a label needs the row's id.
     """
 
     accepted: int
     matched: int
     unmatched: int
+    several_rows: dict[str, int] = field(default_factory=dict)
 
 
 def encode_header() -> bytes:

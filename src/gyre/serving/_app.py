@@ -904,6 +904,13 @@ def _gyre_routes(server: _Server) -> list[Route]:
         for key in ("matched", "unmatched"):
             if isinstance(getattr(result, key, None), int):
                 body[key] = getattr(result, key)
+        several = getattr(result, "several_rows", None)
+        if several:
+            rid, rows = next(iter(several.items()))
+            body["hint"] = (
+                f"request {rid!r} had {rows} rows, logged as {rid + ':0'!r} .. "
+                f"{rid + ':' + str(rows - 1)!r}: label each row by its id"
+            )
         return _json_response(body, 202)
 
     async def batch(request: Request) -> Response:
