@@ -103,6 +103,21 @@ def test_registering_a_run_without_a_model_names_the_path(tracking: str) -> None
         gyre.load_model("models:/nope@prod")
 
 
+def test_a_misspelled_model_uri_says_what_was_meant(tracking: str) -> None:
+    """A URI whose scheme is misspelled (model:/, run:/) is not taken for a missing folder
+    without a word, and a run-id prefix (as `gyre runs show` takes) is named as one."""
+    with pytest.raises(NotFound, match="did you mean 'models:/churn@champion'"):
+        gyre.load_model("model:/churn@champion")
+    with pytest.raises(NotFound, match="did you mean 'runs:/abc/model'"):
+        gyre.load_model("run:/abc/model")
+    with pytest.raises(InvalidArgument) as short:
+        gyre.load_model("runs:/f3b877eb/model")
+    assert short.value.message == (
+        "model URI 'runs:/f3b877eb/model' names run 'f3b877eb', 8 of the 32 characters of a run id"
+    )
+    assert short.value.hint == "`gyre runs show f3b877eb` shows the full id"
+
+
 def holdout_file(tmp_path: Path, seed: int = 1) -> Path:
     path = tmp_path / f"holdout-{seed}.parquet"
     make_data(seed).to_parquet(path)

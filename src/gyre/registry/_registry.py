@@ -15,7 +15,7 @@ from gyre import artifacts as _artifacts
 from gyre import config
 from gyre.entities import AuditEntry, ModelVersion, RegisteredModel
 from gyre.errors import GateFailed, InvalidArgument, NotFound
-from gyre.registry._uris import ModelRef, parse_model_uri
+from gyre.registry._uris import ModelRef, parse_model_uri, path_hint
 from gyre.store import MetadataStore, RegistryStore, open_store
 
 if TYPE_CHECKING:
@@ -144,7 +144,10 @@ class Registry:
 
                 return extract_bundle(path)
             if not path.is_dir():
-                raise NotFound(f"model path {str(path)!r} does not exist or is not a folder")
+                raise NotFound(
+                    f"model path {str(path)!r} does not exist or is not a folder",
+                    hint=path_hint(str(ref.path)),
+                )
             return path
         if ref.kind == "registry":
             return self.download(self.resolve_version(ref).source)

@@ -39,6 +39,14 @@ def parse_model_uri(uri: str) -> ModelRef:
     if uri.startswith("runs:"):
         m = _RUNS.match(uri)
         if not m:
+            short = re.match(r"^runs:/([0-9a-f]{1,31})(?:/|$)", uri)
+            if short:  # a prefix, as `gyre runs show` takes: the URI needs the whole id
+                prefix = short.group(1)
+                raise InvalidArgument(
+                    f"model URI {uri!r} names run {prefix!r}, {len(prefix)} of the 32 "
+                    "characters of a run id",
+                    hint=f"`gyre runs show {prefix}` shows the full id",
+                )
             raise InvalidArgument(f"model URI {uri!r} is not runs:/<run_id>/<path>", hint=_FORMS)
         return ModelRef("run", uri, run_id=m.group(1), artifact_path=(m.group(2) or "model"))
     if uri.startswith("models:"):
@@ -70,6 +78,17 @@ def parse_version_ref(text: str) -> tuple[str, int | None, str | None]:
     raise InvalidArgument(
         f"{text!r} names no model version", hint="write <name>/<version> or <name>@<alias>"
     )
+
+
+def path_hint(path: str) -> str:
+    """The hint for a model path that does not exist: a misspelled scheme (``model:/x``,
+    ``run:/x``) is named as the URI it was probably meant to be."""
+    scheme, sep, rest = path.partition(":/")
+    if sep and scheme.lower() in ("model", "registry", "mlflow-models"):
+        return f"did you mean 'models:/{rest}'? ({_FORMS})"
+    if sep and scheme.lower() in ("run", "mlflow-runs"):
+        return f"did you mean 'runs:/{rest}'? ({_FORMS})"
+    return _FORMS
 
 
 _FORMS = (
