@@ -1071,6 +1071,32 @@ async def test_real_prediction_log_and_feedback(classifier: Model, tmp_path: Pat
     assert stats["appended_records"] >= 2
 
 
+async def test_feedback_labels_must_be_the_models_kind(
+    classifier: Model, regressor: Model, tmp_path: Path
+) -> None:
+    """A classifier's labels are among its classes and a regressor's are numbers: a stray
+    "yes" is a 400 naming it, before it reaches the log (where it would turn the model's
+    integer labels into text)."""
+    from gyre.predictions import PredictionLog
+
+    log = PredictionLog(tmp_path / "spool", sync_interval_ms=5)
+    served = [ServedModel("clf", "1", classifier), ServedModel("reg", "1", regressor)]
+    async with serving(served, prediction_log=log) as client:
+        word = await client.post("/feedback/clf", json={"request_id": "a", "label": "yes"})
+        three = await client.post("/feedback/clf", json={"labels": [["a", 1], ["b", 3]]})
+        good = await client.post("/feedback/clf", json={"labels": [["a", 1], ["b", 0]]})
+        text = await client.post("/feedback/reg", json={"request_id": "c", "label": "1.5"})
+        number = await client.post("/feedback/reg", json={"request_id": "c", "label": 1.5})
+    assert word.status_code == 400
+    assert word.json()["message"] == (
+        "label 'yes' for request 'a' is not one of model 'clf''s classes [0, 1]"
+    )
+    assert three.status_code == 400 and "label 3 for request 'b'" in three.json()["message"]
+    assert good.status_code == 202 and good.json()["accepted"] == 2
+    assert text.status_code == 400 and "is not a number" in text.json()["message"]
+    assert number.status_code == 202
+
+
 async def test_feedback_without_a_log_is_404(classifier: Model) -> None:
     async with serving([ServedModel("clf", "1", classifier)]) as client:
         answer = await client.post("/feedback/clf", json={"request_id": "a", "label": 1})

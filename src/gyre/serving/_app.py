@@ -897,6 +897,9 @@ def _gyre_routes(server: _Server) -> list[Route]:
                 "feedback is not recorded: the prediction log is off",
                 hint="start `gyre serve` without --no-log",
             )
+        primary = server.slot(name).primary
+        if primary is not None:
+            _check_labels(name, primary.model.task, pairs)
         server.append_pending()  # predictions answered this turn first: labels may name them
         result = server.log.append_feedback(name, pairs)
         info.rows = len(pairs)
@@ -1037,6 +1040,30 @@ def _gyre_routes(server: _Server) -> list[Route]:
         Route("/admin/reload", reload, methods=["POST"]),
         Route("/admin/sync", sync_now, methods=["POST"]),
     ]
+
+
+def _check_labels(model: str, task: Any, pairs: list[tuple[str, Any]]) -> None:
+    """Labels a classifier does not have among its classes, or a regressor's that are not
+    numbers, are refused (InvalidArgument naming the first): the log keeps every label of
+    a model in one column, which a stray ``"yes"`` among integers would turn into text."""
+    if task.kind == "classifier" and task.classes is not None:
+        classes = list(task.classes)
+        known = set(classes)
+        for rid, label in pairs:
+            if isinstance(label, list | dict) or label not in known:
+                raise InvalidArgument(
+                    f"label {label!r} for request {rid!r} is not one of model {model!r}'s "
+                    f"classes {np.asarray(classes).tolist()}",
+                    hint="send the true class, as /predict answers it",
+                )
+    elif task.kind == "regressor":
+        for rid, label in pairs:
+            if isinstance(label, bool) or not isinstance(label, int | float):
+                raise InvalidArgument(
+                    f"label {label!r} for request {rid!r} is not a number, and model "
+                    f"{model!r} is a regressor",
+                    hint="send the true value as a JSON number",
+                )
 
 
 _STREAM_BYTES = 1 << 20  # a scored file is sent back in pieces of this size
