@@ -376,3 +376,27 @@ async def test_batch_rows_are_logged_under_the_request_id(
         assert row["out_proba"] == pytest.approx(list(proba[i]))
         assert row["version"] == 1 and row["latency_ms"] > 0
     assert rows["upload-1:1199"]["label"] == 1
+
+
+def test_gyre_predict_json_and_the_progress_total(tmp_path: Path) -> None:
+    """--json prints the result for scripts (and no progress bar); a CSV's or JSON Lines
+    file's row count, for the progress bar's total and time remaining, is read from its
+    lines, with or without a last line break."""
+    from gyre.cli._serve_cmds import _count_lines
+
+    frame, _ = classifier_data(1234, seed=17)
+    model_dir = save_classifier(tmp_path / "model")
+    source = write_frame(frame, tmp_path / "in.csv")
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(
+        _cli(), ["predict", str(model_dir), "-i", str(source), "-o", str(out), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["rows"] == 1234 and printed["output"] == str(out)
+    assert printed["rows_per_second"] > 0
+    assert _count_lines(source, header=True) == 1234
+    jsonl = write_frame(frame.head(7), tmp_path / "in.jsonl")
+    assert _count_lines(jsonl, header=False) == 7
+    jsonl.write_bytes(jsonl.read_bytes().rstrip(b"\n"))
+    assert _count_lines(jsonl, header=False) == 7

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -512,11 +513,15 @@ def predict(
     engine: Annotated[
         str, typer.Option(help="local, or ray: Ray Data over Parquet (gyreml[ray], RAY_ADDRESS).")
     ] = "local",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the result as JSON (no progress bar).")
+    ] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Score a file with a model, in chunks (bounded memory), with a progress bar.
 
-    The output holds the input's columns plus prediction (and one proba_CLASS column per class with --proba).
+    The output holds the input's columns plus prediction (and, with --proba, one
+    proba_CLASS column per class).
 
     Example: gyre predict models:/churn@champion -i customers.parquet -o scored.parquet --proba
     """
@@ -545,7 +550,7 @@ def predict(
         model = registry.load_model(uri)
     finally:
         registry.close()
-    total = None
+    total = _count_lines(input, header=fmt == "csv") if fmt != "parquet" else None
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -563,21 +568,53 @@ def predict(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("rows"),
+        TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        disable=json_output,
     ) as progress:
-        task = progress.add_task("scoring", total=total)
+        task = progress.add_task("scoring", total=total, rate="")
+        started = time.perf_counter()
+        done = 0
+
+        def advance(rows: int) -> None:
+            nonlocal done
+            done += rows
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, advance=rows, rate=f"{rate:,.0f} rows/s")
+
         stats = score_file(
             model,
             input,
             output,
             batch_size=batch_size,
             proba=proba,
-            progress=lambda rows: progress.advance(task, rows),
+            progress=advance,
         )
+    if json_output:
+        typer.echo(json.dumps({"rows": stats.rows, "seconds": round(stats.seconds, 3),
+                               "rows_per_second": round(stats.rows_per_second, 1),
+                               "output": str(output)}))  # fmt: skip
+        return
     err.print(
         f"scored {stats.rows:,} rows in {stats.seconds:.2f} s "
         f"({stats.rows_per_second:,.0f} rows/s) -> {output}"
     )
+
+
+def _count_lines(path: Path, *, header: bool) -> int | None:
+    """The rows of a CSV or JSON Lines file by its line count, for the progress bar's
+    total (a CSV field holding a line break makes it an overcount); None if unreadable."""
+    lines = 0
+    last = b"\n"
+    try:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+    except OSError:
+        return None
+    lines += last != b"\n"  # a last line without its line break
+    return max(0, lines - header)
