@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from gyre.artifacts import open_artifact_store
 from gyre.cli._predictions_cmds import parse_moment, register
-from gyre.errors import InvalidArgument
+from gyre.errors import InvalidArgument, NotFound
 from gyre.predictions import PredictionLog, query
 from gyre.store._sql import SqlStore
 from tests.fixtures.predictions import records
@@ -106,6 +107,80 @@ def test_query_table_and_csv(app: typer.Typer, logged: Path, tmp_path: Path) -> 
     assert rows[0]["label"] in ("", "0", "1")
 
 
+def _refused(app: typer.Typer, *args: str) -> NotFound | InvalidArgument:
+    result = CliRunner().invoke(app, list(args))
+    assert isinstance(result.exception, NotFound | InvalidArgument), result.output
+    return result.exception
+
+
+def test_query_of_an_unknown_model_or_version_says_so_instead_of_an_empty_table(
+    app: typer.Typer, logged: Path, tmp_path: Path
+) -> None:
+    typo = _refused(app, "predictions", "query", "models:/chrun")
+    assert "'chrun'" in typo.message
+    assert typo.hint is not None and "did you mean models:/churn?" in typo.hint
+    missing = _refused(app, "predictions", "query", "models:/churn/9", "--json")
+    assert "version 9" in missing.message and "'churn'" in missing.message
+    assert missing.hint is not None and "versions logged: 2, 1" in missing.hint
+    # A model or version the registry knows, or the log holds, with nothing in the window,
+    # is an empty answer, as before.
+    registry = SqlStore(f"sqlite:///{tmp_path / 'gyre.db'}")
+    try:
+        registry.create_model_version("fraud", "file:///nowhere")
+        for _ in range(3):
+            registry.create_model_version("churn", "file:///nowhere")
+    finally:
+        registry.close()
+    for uri in ("models:/fraud", "models:/churn/3", "models:/churn/2"):
+        out = json.loads(_invoke(app, "predictions", "query", uri, "--since", "1m", "--json"))
+        assert out["total"] == 0, uri
+    old = ["--since", "2024-01-01", "--until", "2024-01-02", "--json"]
+    assert json.loads(_invoke(app, "predictions", "query", "models:/churn", *old))["total"] == 0
+    still = _refused(app, "predictions", "query", "models:/churn/9")
+    assert still.hint is not None and "registered: 3, 2, 1" in still.hint
+    assert "'fraud'" in _refused(app, "predictions", "query", "models:/fraud/2").message
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Path:
+    """An edge server's --log-dir: the spool and, in store/, the compacted log."""
+    with PredictionLog(
+        tmp_path / "log" / "spool", open_artifact_store(str(tmp_path / "log" / "store"))
+    ) as log:
+        log.append(records(3))
+    return tmp_path / "log"
+
+
+def test_sync_refuses_a_folder_that_is_not_a_prediction_log(
+    app: typer.Typer, edge: Path, tmp_path: Path
+) -> None:
+    central = str(tmp_path / "central")
+    gone = _refused(app, "sync", "--from", str(tmp_path / "nowhere"), "--to", central)
+    assert isinstance(gone, NotFound) and repr(str(tmp_path / "nowhere")) in gone.message
+    wrong = _refused(app, "sync", "--from", str(edge), "--to", central, "--json")
+    assert repr(str(edge)) in wrong.message
+    assert f"did you mean {str(edge / 'store')!r}?" in wrong.message
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    other = _refused(app, "sync", "--from", str(tmp_path / "notes"), "--to", central)
+    assert "not an artifact store" in other.message
+    assert not (tmp_path / "central").exists(), "nothing was synced"
+    # A genuine store with nothing logged yet has nothing to copy; that is no error.
+    (tmp_path / "fresh").mkdir()
+    fresh = _invoke(app, "sync", "--from", str(tmp_path / "fresh"), "--to", central, "--json")
+    assert json.loads(fresh)["entries"] == 0
+    done = _invoke(app, "sync", "--from", str(edge / "store"), "--to", central, "--json")
+    assert json.loads(done)["entries"] > 0 and json.loads(done)["models"] == ["churn"]
+    # A sync service (--interval) started before the edge box's first compaction waits for
+    # its store to appear instead of refusing to start.
+    from gyre.cli._predictions_cmds import _check_source
+
+    not_yet = open_artifact_store(str(tmp_path / "edge2" / "store"))
+    _check_source(not_yet, "--from", missing_ok=True)
+    with pytest.raises(NotFound):
+        _check_source(not_yet, "--from")
+
+
 def test_sync_command_copies_then_finds_nothing_new(
     app: typer.Typer, logged: Path, tmp_path: Path
 ) -> None:
@@ -157,6 +232,40 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def test_query_table_fits_80_columns_without_cutting_cells(logged: Path, tmp_path: Path) -> None:
+    features = [f"feature_{i}" for i in range(12)]
+    with PredictionLog(tmp_path / "spool", open_artifact_store(str(logged))) as log:
+        log.append(records(3, model="wide", start_ms=NOW_MS - 60_000,
+                           inputs=lambda i: dict.fromkeys(features, 0.5 + i)))  # fmt: skip
+    outputs = {}
+    for model in ("models:/churn", "models:/wide"):
+        run = subprocess.run(
+            [sys.executable, "-c", GYRE, "predictions", "query", model],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "80"},
+        )
+        assert run.returncode == 0, run.stderr
+        assert "…" not in run.stdout, run.stdout
+        assert max(map(len, run.stdout.splitlines())) <= 80, run.stdout
+        outputs[model] = run.stdout
+    churn = outputs["models:/churn"]
+    newest = datetime.fromtimestamp((NOW_MS - 30 * 60_000 + 11 * 60_000) / 1000, UTC)
+    assert "v1-11" in churn and f"{newest:%H:%M:%S}" in churn
+    for model, columns in (
+        ("models:/churn", ["prediction", "label", "proba", "age", "city"]),
+        ("models:/wide", ["prediction", "proba", *features]),
+    ):
+        header = outputs[model].splitlines()[2]
+        note = outputs[model].partition("not shown at this width:")[2].partition("(--json")[0]
+        hidden = {name.strip() for name in note.replace("\n", " ").split(",")}
+        assert " prediction " in header, "the answer is shown first"
+        for column in columns:  # each one either shown or named below the table
+            assert (f" {column} " in header) != (column in hidden), (model, column)
+    assert "feature_11" in outputs["models:/wide"].split("\n", 3)[3], "wide still shows rows"
+
+
 def test_errors_are_one_red_line_and_an_exit_code(logged: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-c", GYRE, "predictions", "query", "models:/churn", "--since", "soon"],
@@ -167,6 +276,15 @@ def test_errors_are_one_red_line_and_an_exit_code(logged: Path) -> None:
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "--since 'soon'" in lines[0] and "1h" in lines[0], run.stderr
+    typo = subprocess.run(
+        [sys.executable, "-c", GYRE, "predictions", "query", "models:/chrun"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert typo.returncode == 2 and not typo.stdout, typo.stdout
+    lines = typo.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'chrun'" in lines[0] and "models:/churn" in lines[0], typo.stderr
     ok = subprocess.run(
         [sys.executable, "-c", GYRE, "predictions", "query", "models:/churn", "--json"],
         capture_output=True,

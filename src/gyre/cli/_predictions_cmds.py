@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import json
+import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,7 +21,7 @@ from gyre import config
 from gyre.artifacts import ArtifactStore, open_artifact_store
 from gyre.cli._options import ArtifactUri, TrackingUri
 from gyre.cli._output import console, number, print_json
-from gyre.errors import BackendUnavailable, InvalidArgument
+from gyre.errors import BackendUnavailable, Forbidden, InvalidArgument, NotFound, Unauthorized
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -33,8 +36,7 @@ predictions_app = typer.Typer(
 _MODEL = re.compile(r"^(?:models:/)?([^/@]+)(?:/(\d+)|@([A-Za-z_][A-Za-z0-9_\-]*))?$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-_SHOWN_INPUTS = 4
-_SHOWN_OUTPUTS = 3
+_LISTED = 10  # names (or versions) listed in a hint
 
 
 def register(app: typer.Typer) -> None:
@@ -86,6 +88,9 @@ def query_command(
     store = open_artifact_store(config.artifact_uri_for(tracking, artifact_uri))
     try:
         table = query(store, name, version=version, since=start, until=end)
+        # Unless the registry resolved it, a typo would read as "no traffic yet".
+        if not table.num_rows and _parse_model(model)[2] is None:
+            _check_known(store, name, version, tracking)
         coverage = feedback_coverage(store, name, version=version, since=start, until=end)
     finally:
         _close(store)
@@ -148,7 +153,8 @@ def parse_moment(text: str, option: str, now: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _resolve_model(text: str, tracking_uri: str) -> tuple[str, int | None]:
+def _parse_model(text: str) -> tuple[str, int | None, str | None]:
+    """The model name, version (None: every version) and alias ``text`` names."""
     m = _MODEL.match(text.strip())
     if not m:
         raise InvalidArgument(
@@ -156,9 +162,15 @@ def _resolve_model(text: str, tracking_uri: str) -> tuple[str, int | None]:
             "or models:/<name>@<alias>",
             hint="e.g. models:/churn@champion",
         )
-    name, version, alias = m.group(1), m.group(2), m.group(3)
+    return m.group(1), int(m.group(2)) if m.group(2) else None, m.group(3)
+
+
+def _resolve_model(text: str, tracking_uri: str) -> tuple[str, int | None]:
+    """The model name and version (None: every version) ``text`` names, an alias resolved
+    through the registry."""
+    name, version, alias = _parse_model(text)
     if alias is None:
-        return name, int(version) if version else None
+        return name, version
     from gyre.registry import ModelRef, Registry
 
     registry = Registry(tracking_uri)
@@ -167,6 +179,82 @@ def _resolve_model(text: str, tracking_uri: str) -> tuple[str, int | None]:
     finally:
         registry.close()
     return name, found.version
+
+
+def _check_known(store: ArtifactStore, name: str, version: int | None, tracking_uri: str) -> None:
+    """NotFound unless ``name`` (and ``version``) has predictions or labels in the log or
+    is registered: an empty table would say "no traffic yet" for a misspelled name."""
+    from gyre.predictions._layout import KINDS, models_in, versions_in
+
+    logged = sorted({m for kind in KINDS for m in models_in(store, kind)})
+    registered: list[int] | None = None  # registered versions; None: not registered
+    if name not in logged:
+        registered, unreachable = _registered_versions(name, tracking_uri)
+        if registered is None:
+            raise NotFound(
+                f"no model {name!r} in {_where(unreachable)}",
+                hint=_names_hint(name, logged, store),
+            )
+    if version is None:
+        return
+    versions = versions_in(store, name)
+    if version in versions:
+        return
+    unreachable = None
+    if registered is None:
+        registered, unreachable = _registered_versions(name, tracking_uri)
+    if registered is not None and version in registered:
+        return
+    held = (
+        f"versions logged: {_listing([str(v) for v in reversed(versions)])}"
+        if versions
+        else "no version of it is logged yet"
+    )
+    if registered:
+        held += f"; registered: {_listing([str(v) for v in reversed(registered)])}"
+    raise NotFound(
+        f"model {name!r} has no version {version} in {_where(unreachable)}",
+        hint=f"{held}; models:/{name} reads every version",
+    )
+
+
+def _where(unreachable: str | None) -> str:
+    if unreachable:
+        return f"the prediction log, and the registry could not be asked ({unreachable})"
+    return "the prediction log or the registry"
+
+
+def _registered_versions(name: str, tracking_uri: str) -> tuple[list[int] | None, str | None]:
+    """The registered versions of ``name`` (None: no such registered model) and, when the
+    registry could not be asked, why."""
+    from gyre.registry import Registry
+
+    registry = Registry(tracking_uri)
+    try:
+        return sorted(v.version for v in registry.versions(name)), None
+    except NotFound:
+        return None, None
+    except (BackendUnavailable, Unauthorized, Forbidden) as exc:
+        return None, exc.message
+    finally:
+        registry.close()
+
+
+def _names_hint(name: str, logged: list[str], store: ArtifactStore) -> str:
+    if not logged:
+        return (
+            f"nothing is logged in the artifact store {store.uri!r} yet; "
+            "--artifact-uri names the store that holds the prediction log"
+        )
+    closest = difflib.get_close_matches(name, logged, n=len(logged), cutoff=0.0)
+    guess = difflib.get_close_matches(name, logged, n=1)
+    mean = f"did you mean models:/{guess[0]}? " if guess else ""
+    return f"{mean}the log holds {_listing(closest)}"
+
+
+def _listing(items: list[str], limit: int = _LISTED) -> str:
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
 def _summary(table: pa.Table) -> dict[str, Any]:
@@ -181,20 +269,63 @@ def _summary(table: pa.Table) -> dict[str, Any]:
 
 
 def _print_table(table: pa.Table, name: str, version: int | None) -> None:
+    """The rows as a table that fits the terminal, no cell cut short: the columns saying
+    which prediction a row is, then the label, outputs and inputs as far as they fit whole;
+    the columns left out are named below it (``--json`` and ``--csv`` hold every one)."""
+    rows = table.to_pylist()
+    if not rows:  # the totals below say so
+        return
     names = table.column_names
-    inputs = [n for n in names if n.startswith("in_")][:_SHOWN_INPUTS]
-    outputs = [n for n in names if n.startswith("out_")][:_SHOWN_OUTPUTS]
-    columns = ["timestamp", "request_id", "version", "variant", "latency_ms", *inputs, *outputs]
-    if "label" in names:
-        columns.append("label")
+    days = {row["timestamp"].date() for row in rows}
     title = f"predictions of {name}" + (f" v{version}" if version is not None else "")
-    grid = Table(*(c.removeprefix("in_").removeprefix("out_") for c in columns), title=title)
-    for row in table.select(columns).to_pylist():
-        grid.add_row(*(escape(_cell(row[c])) for c in columns))
-    hidden = len([n for n in names if n.startswith(("in_", "out_"))]) - len(inputs) - len(outputs)
+    if len(days) == 1:  # the day once, in the title; the rows say the time
+        title += f" on {next(iter(days)):%Y-%m-%d} (UTC)"
+    stamp = "%H:%M:%S.%f" if len(days) == 1 else "%Y-%m-%d %H:%M:%S.%f"
+    inputs = [n for n in names if n.startswith("in_")]
+    outputs = [n for n in names if n.startswith("out_")]
+    order = ["timestamp", "request_id", "version", "variant", "latency_ms", *inputs, *outputs]
+    order.append("label")
+    headers = {"timestamp": "time", "request_id": "request", "version": "v", "latency_ms": "ms"}
+    cells: dict[str, list[str]] = {}
+    for column in order:
+        if column in names:
+            cells[column] = [
+                row[column].strftime(stamp)[:-3] if column == "timestamp" else _cell(row[column])
+                for row in rows
+            ]
+    wanted = ["timestamp", "request_id", "latency_ms"]
+    if version is None:  # else the title says it
+        wanted.append("version")
+    if any(row["variant"] != "primary" for row in rows):
+        wanted.append("variant")
+    optional = outputs + inputs
+    if any(row.get("label") is not None for row in rows):
+        optional.insert(0, "label")
+
+    def header(column: str) -> str:
+        return headers.get(column, column.removeprefix("in_").removeprefix("out_"))
+
+    def width(column: str) -> int:  # with its padding and one border
+        return max(map(cell_len, [header(column), *cells[column]])) + 3
+
+    used = 1 + sum(width(c) for c in wanted)
+    left_out = []
+    for column in optional:
+        if used + width(column) <= console.width:
+            wanted.append(column)
+            used += width(column)
+        else:
+            left_out.append(column)
+    shown = [c for c in order if c in wanted]
+    grid = Table(title=title)
+    for column in shown:
+        grid.add_column(header(column), overflow="fold")
+    for i in range(len(rows)):
+        grid.add_row(*(escape(cells[c][i]) for c in shown))
     console.print(grid)
-    if hidden > 0:
-        console.print(f"[dim]{hidden} more input/output columns: --json or --csv show them[/]")
+    if left_out:
+        listed = _listing([header(c) for c in left_out], limit=30)
+        console.print(f"[dim]not shown at this width: {escape(listed)} (--json, --csv show all)[/]")
 
 
 def _cell(value: Any) -> str:
@@ -287,6 +418,12 @@ def sync_command(
     local = open_artifact_store(local_uri)
     central = open_artifact_store(to)
     try:
+        # (a sync service may start on an edge box before its first compaction makes the
+        # store: with --interval a folder that does not exist yet is waited for)
+        _check_source(
+            local, "--from" if source is not None else "GYRE_ARTIFACT_URI",
+            missing_ok=interval is not None,
+        )  # fmt: skip
         while True:
             try:
                 report = sync(local, central)
@@ -313,6 +450,105 @@ def sync_command(
     finally:
         _close(local)
         _close(central)
+
+
+_STORE_PARTS = frozenset({"blobs", "manifests", "tmp"})  # what a folder store writes
+_SEARCH_DEPTH = 3  # GYRE_HOME/predictions/store is 2 below GYRE_HOME
+_SEARCH_FOLDERS = 2_000
+
+
+def _check_source(store: ArtifactStore, option: str, *, missing_ok: bool = False) -> None:
+    """For a folder store: NotFound if it does not exist, InvalidArgument if it holds no
+    prediction log but a folder below it does (an edge server's ``--log-dir`` instead of its
+    ``store``), or if it is neither an artifact store nor empty. A genuine store with nothing
+    logged yet (an empty folder, or one holding ``blobs``/``manifests``) passes: syncing it
+    copies 0 entries. Other stores (s3://, http(s)://) answer for themselves."""
+    from gyre.artifacts._local import LocalArtifactStore
+
+    if not isinstance(store, LocalArtifactStore):
+        return
+    root, value = store.root, f"{option} {store.uri!r}"
+    if not root.exists() and missing_ok:
+        return
+    if not root.exists():
+        near = _logs_under(root.parent) if root.parent.is_dir() else []
+        raise NotFound(
+            f"{value} does not exist" + (f"; did you mean {str(near[0])!r}?" if near else ""),
+            hint=_source_hint(near),
+        )
+    if not root.is_dir():
+        raise InvalidArgument(
+            f"{value} is a file, not an artifact store folder", hint=_source_hint([])
+        )
+    if _holds_log(root):
+        return
+    below = _logs_under(root)
+    if below:
+        raise InvalidArgument(
+            f"{value} holds no prediction log; did you mean {str(below[0])!r}?",
+            hint=_source_hint(below),
+        )
+    try:
+        entries = {p.name for p in root.iterdir()}
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read {value}: {exc.strerror or exc}") from None
+    if entries and not entries & _STORE_PARTS:
+        hint = _source_hint([])
+        if "spool" in entries:
+            hint = (
+                f"this looks like an edge server's --log-dir: its log goes to "
+                f"{str(root / 'store')!r} once the first predictions are compacted"
+            )
+        raise InvalidArgument(
+            f"{value} is not an artifact store and holds no prediction log", hint=hint
+        )
+
+
+def _source_hint(found: list[Path]) -> str:
+    if len(found) > 1:
+        return f"prediction logs found: {_listing([str(p) for p in found])}"
+    if found:
+        return "an edge server's log is in the store/ folder of its --log-dir; pass that as --from"
+    return (
+        "pass as --from the artifact store holding the prediction log: an edge server's "
+        "<--log-dir>/store (default GYRE_HOME/predictions/store), or GYRE_ARTIFACT_URI"
+    )
+
+
+def _holds_log(folder: Path) -> bool:
+    from gyre.artifacts._local import LocalArtifactStore
+    from gyre.predictions._layout import KINDS, models_in
+
+    store = LocalArtifactStore(str(folder))
+    return any(models_in(store, kind) for kind in KINDS)
+
+
+def _logs_under(folder: Path) -> list[Path]:
+    """Folders up to ``_SEARCH_DEPTH`` below ``folder`` holding a prediction log, nearest
+    first; hidden folders and the insides of artifact stores are not searched."""
+    found: list[Path] = []
+    level, visited = [folder], 0
+    for _ in range(_SEARCH_DEPTH):
+        below: list[Path] = []
+        for parent in level:
+            try:
+                children = sorted(
+                    e.path for e in os.scandir(parent) if e.is_dir() and not e.name.startswith(".")
+                )
+            except OSError:
+                continue
+            for child in map(Path, children):
+                visited += 1
+                if visited > _SEARCH_FOLDERS:
+                    return found
+                if child.name in _STORE_PARTS:
+                    continue
+                if _holds_log(child):
+                    found.append(child)
+                else:
+                    below.append(child)
+        level = below
+    return found
 
 
 def _close(store: ArtifactStore) -> None:

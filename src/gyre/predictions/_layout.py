@@ -43,6 +43,7 @@ __all__ = [
     "partitions_in",
     "record_partitions",
     "segment_path",
+    "versions_in",
 ]
 
 Kind = Literal["predictions", "feedback"]
@@ -155,6 +156,16 @@ def record_partitions(
 def models_in(store: ArtifactStore, kind: Kind) -> list[str]:
     """Every model with data of ``kind`` in ``store``, by name."""
     return sorted(model_name(k) for k in store.read_manifest(models_scope(kind)))
+
+
+def versions_in(store: ArtifactStore, model: str) -> list[int]:
+    """The versions of ``model`` with predictions in ``store``, ascending."""
+    versions: set[int] = set()
+    for entry in store.read_manifest(index_scope("predictions", model)):
+        parsed = _parse_index_entry("predictions", entry)
+        if parsed is not None and parsed[0] is not None:
+            versions.add(parsed[0])
+    return sorted(versions)
 
 
 def partitions_in(
