@@ -390,7 +390,16 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
         monkeypatch.delenv(name)
     result = CliRunner().invoke(
         _cli(),
-        ["serve", "models:/svc@champion", "--canary", "challenger:10", "--reload-interval", "5"],
+        [
+            "serve",
+            "models:/svc@champion",
+            "--canary",
+            "challenger:10",
+            "--reload-interval",
+            "5",
+            "--port",
+            "0",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "canary 10%: v2" in result.output and "alias reload every 5 s" in result.output
@@ -429,6 +438,6 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
         (["--bundle", "b.gyre", "models:/svc@champion"], "serves the bundle alone"),
         ([], "nothing to serve"),
     ):
-        failed = CliRunner().invoke(_cli(), ["serve", *args])
+        failed = CliRunner().invoke(_cli(), ["serve", *args, "--port", "0"])
         assert failed.exit_code != 0, args
         assert message in str(failed.exception), (args, failed.exception)

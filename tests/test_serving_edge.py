@@ -89,7 +89,8 @@ async def test_edge_serves_a_bundle_offline_and_syncs_when_central_comes_up(
     result = CliRunner().invoke(
         _cli(),
         ["serve", "--bundle", str(tmp_path / "svc.gyre"), "--log-dir", str(edge_dir),
-         "--sync-to", central, "--sync-interval", "0"],
+         "--sync-to", central, "--sync-interval", "0", "--port", "0"],
+        env={"COLUMNS": "200"},  # (the banner on one line)
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "svc v3" in result.output and f"edge mode, sync to {central}" in result.output
@@ -176,3 +177,66 @@ async def test_background_sync_carries_the_log_to_central(tmp_path: Path) -> Non
             await asyncio.sleep(0.02)  # poll interval, not synchronisation
     assert _ids(tmp_path / "central", "svc") == sorted((rid, 1) for rid in ids)
     assert edge_sync.status()["syncs"] >= 1 and edge_sync.status()["last_error"] is None
+
+
+@pytest.fixture
+def offline_serve(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """``uvicorn.run`` recorded instead of run; what ``serve`` sets in the environment is
+    removed again after the test."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
+        monkeypatch.delenv(name)
+    return calls
+
+
+def _bundle(tmp_path: Path) -> Path:
+    package = tmp_path / "pkg"
+    save_model(scaled(2.0), package, input_example=EXAMPLE)
+    write_bundle(package, tmp_path / "svc.gyre", name="svc", version=3)
+    return tmp_path / "svc.gyre"
+
+
+def test_edge_refuses_a_log_folder_it_cannot_write(
+    tmp_path: Path, offline_serve: list[dict[str, Any]]
+) -> None:
+    """Not a server that answers 200 while every prediction fails to spool: one line naming
+    the folder, at start-up."""
+    from gyre.errors import InvalidArgument
+
+    bundle = _bundle(tmp_path)
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = tmp_path / "a-file" / "edge"
+    args = ["serve", "--bundle", str(bundle), "--port", "0", "--log-dir"]
+    result = CliRunner().invoke(_cli(), [*args, str(bad)])
+    assert isinstance(result.exception, InvalidArgument)
+    assert str(result.exception) == (
+        f"cannot write the prediction log to {str(bad / 'spool')!r}: Not a directory (point "
+        "--log-dir at a folder this user can write, or serve with --no-log)"
+    )
+    assert offline_serve == []
+    edge = tmp_path / "edge"
+    result = CliRunner().invoke(_cli(), [*args, str(edge)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in edge.iterdir()) == ["spool", "store"]
+    assert not [p for p in edge.rglob("*") if p.is_file()], "the probes are removed"
+
+
+@pytest.mark.parametrize("uri", ["ftp://nowhere", "s3://", "file://elsewhere/x"])
+def test_edge_refuses_a_sync_target_gyre_sync_refuses(
+    tmp_path: Path, offline_serve: list[dict[str, Any]], uri: str
+) -> None:
+    """``--sync-to`` is checked as ``gyre sync --to`` is (the same words), not left to a
+    background sync that fails forever."""
+    from gyre.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument) as refused:  # what `gyre sync --to URI` says
+        open_artifact_store(uri)
+    bundle = _bundle(tmp_path)
+    edge = ["--bundle", str(bundle), "--port", "0", "--log-dir", str(tmp_path / "edge")]
+    result = CliRunner().invoke(_cli(), ["serve", *edge, "--sync-to", uri])
+    assert isinstance(result.exception, InvalidArgument)
+    assert result.exception.message == f"--sync-to: {refused.value.message}"
+    assert result.exception.hint == refused.value.hint
+    assert offline_serve == []

@@ -190,7 +190,7 @@ def test_serve_takes_the_spool_settings_from_the_configuration(
         monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
         monkeypatch.delenv(name)
     model_dir = save_classifier(tmp_path / "clf")
-    result = CliRunner().invoke(_cli(), ["serve", f"churn={model_dir}"])
+    result = CliRunner().invoke(_cli(), ["serve", f"churn={model_dir}", "--port", "0"])
     assert result.exit_code == 0, result.output
     spec = json.loads(os.environ["_GYRE_SERVE_SPEC"])
     assert spec["spool_dir"] == str((tmp_path / "my-spool").resolve())
@@ -209,19 +209,19 @@ def test_serve_refuses_bad_prediction_log_settings(
 
     monkeypatch.setenv("GYRE_COMPACT_INTERVAL_S", "soon")
     model_dir = save_classifier(tmp_path / "clf")
-    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--port", "0"])
     assert isinstance(result.exception, InvalidArgument)
     assert "GYRE_COMPACT_INTERVAL_S='soon' (from env) is not a positive number" in str(
         result.exception
     )
     monkeypatch.delenv("GYRE_COMPACT_INTERVAL_S")
     monkeypatch.setenv("GYRE_SPOOL_SYNC_MS", "0")
-    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--port", "0"])
     assert isinstance(result.exception, InvalidArgument)
     assert "GYRE_SPOOL_SYNC_MS=0 must be at least 1" in str(result.exception)
     monkeypatch.delenv("GYRE_SPOOL_SYNC_MS")
     monkeypatch.setenv("GYRE_COMPACT_NICE", "-5")
-    result = CliRunner().invoke(_cli(), ["serve", str(model_dir)])
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--port", "0"])
     assert isinstance(result.exception, InvalidArgument)
     assert "GYRE_COMPACT_NICE=-5 is not a niceness from 0 to 19" in str(result.exception)
 
@@ -328,14 +328,16 @@ def test_serve_refuses_non_loopback_without_auth(tmp_path: Path) -> None:
     from gyre.errors import InvalidArgument
 
     model_dir = save_classifier(tmp_path / "clf")
-    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--host", "0.0.0.0"])
+    result = CliRunner().invoke(
+        _cli(), ["serve", str(model_dir), "--host", "0.0.0.0", "--port", "0"]
+    )
     assert isinstance(result.exception, InvalidArgument)
     assert str(result.exception) == (
         "refusing to listen on '0.0.0.0' without auth (create a token with `gyre tokens "
         "create NAME --scope predict` and start again (auth is then on by default), or listen "
         "on 127.0.0.1)"
     )
-    unknown = CliRunner().invoke(_cli(), ["serve", "models:/nope@champion"])
+    unknown = CliRunner().invoke(_cli(), ["serve", "models:/nope@champion", "--port", "0"])
     assert "nope" in str(unknown.exception)
 
 
@@ -363,7 +365,8 @@ async def test_serve_with_a_token_turns_auth_on(
         monkeypatch.delenv(name)
     model_dir = save_classifier(tmp_path / "clf")
     result = CliRunner().invoke(
-        _cli(), ["serve", f"churn={model_dir}", "--host", "0.0.0.0", "--workers", "3"]
+        _cli(),
+        ["serve", f"churn={model_dir}", "--host", "0.0.0.0", "--workers", "3", "--port", "0"],
     )
     assert result.exit_code == 0, result.output
     [call] = calls
@@ -393,3 +396,168 @@ async def test_serve_with_a_token_turns_auth_on(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# -- start-up checks: what would fail only after the models are loaded fails first --------
+
+
+@pytest.fixture
+def offline_serve(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """``uvicorn.run`` recorded instead of run; what ``serve`` sets in the environment is
+    removed again after the test."""
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
+        monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
+        monkeypatch.delenv(name)
+    return calls
+
+
+def _lingering_port() -> int:
+    """A port held only by the closed end of a connection (FIN_WAIT/TIME_WAIT), as a server
+    that set SO_REUSEADDR (uvicorn does) leaves it when it stops."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port: int = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server's end closes first: it lingers, bound to the port
+    listener.close()
+    client.close()
+    return port
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_port_in_use_in_one_line(tmp_path: Path, workers: str) -> None:
+    """Before anything is loaded: one red line naming host and port, exit 2 (uvicorn's own
+    bind failure, after the models loaded, is exit 3 and a JSON log line per bind)."""
+    model_dir = save_classifier(tmp_path / "clf")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-c", "import sys; from gyre.cli import main; "
+             "sys.exit(main(sys.argv[1:]))", "serve", str(model_dir), "--no-log",
+             "--port", str(port), "--workers", workers],
+            capture_output=True, text=True, cwd=tmp_path, timeout=120,
+            env={**os.environ, "COLUMNS": "300"},
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line == (
+        f"error: cannot listen on 127.0.0.1:{port}: the port is already in use (pick another "
+        f"--port (0: any free port), or stop what listens on 127.0.0.1:{port})"
+    )
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_binds_as_uvicorn_does(
+    tmp_path: Path, offline_serve: list[dict[str, Any]], workers: str
+) -> None:
+    """The check sets SO_REUSEADDR as uvicorn does: a port the last server's connections
+    still hold passes (uvicorn binds it), a port something listens on does not."""
+    from gyre.errors import InvalidArgument
+
+    model_dir = save_classifier(tmp_path / "clf")
+    port = _lingering_port()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # held: a check without SO_REUSEADDR would refuse it
+    args = ["serve", str(model_dir), "--no-log", "--workers", workers, "--port", str(port)]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    assert [call["port"] for call in offline_serve] == [port]
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        refused = CliRunner().invoke(_cli(), args)
+    assert isinstance(refused.exception, InvalidArgument)
+    assert f"cannot listen on 127.0.0.1:{port}: the port is already in use" in str(
+        refused.exception
+    )
+    assert len(offline_serve) == 1, "uvicorn not started"
+
+
+@pytest.mark.parametrize("port", ["84036", "65536", "-1"])
+def test_serve_refuses_a_port_out_of_range(
+    tmp_path: Path, offline_serve: list[dict[str, Any]], port: str
+) -> None:
+    from gyre.errors import InvalidArgument
+
+    model_dir = save_classifier(tmp_path / "clf")
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--no-log", "--port", port])
+    assert isinstance(result.exception, InvalidArgument)
+    assert str(result.exception) == (
+        f"--port {port} is not a TCP port (use a number from 1 to 65535, or 0 for any free port)"
+    )
+    assert offline_serve == []
+
+
+def test_serve_on_port_zero_says_where_the_port_is_told(tmp_path: Path) -> None:
+    """``--port 0``: the banner does not claim ``:0``; it points at uvicorn's log line,
+    which names the port the server then answers on."""
+    import re
+
+    model_dir = save_classifier(tmp_path / "clf")
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from gyre.cli import main; "
+             "sys.exit(main(sys.argv[1:]))", "serve", str(model_dir), "--no-log", "--port", "0"],
+            env={**os.environ, "COLUMNS": "300"}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + READY_SECONDS
+            while not (found := re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+                                          log.read_text())):  # fmt: skip
+                assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)  # poll interval, not synchronisation
+            port = int(found.group(1))
+            assert port != 0
+            wait_ready(f"http://127.0.0.1:{port}", alive=lambda: server.poll() is None)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    banner = log.read_text().splitlines()[0]
+    assert banner.startswith(
+        "gyre serve on http://127.0.0.1, a free port (see 'Uvicorn running on' below): "
+    ), banner
+    assert ":0" not in banner
+
+
+def test_serve_refuses_a_spool_folder_it_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_serve: list[dict[str, Any]]
+) -> None:
+    from gyre.errors import InvalidArgument
+
+    model_dir = save_classifier(tmp_path / "clf")
+    (tmp_path / "a-file").write_text("not a folder")
+    bad = tmp_path / "a-file" / "spool"
+    result = CliRunner().invoke(
+        _cli(), ["serve", str(model_dir), "--port", "0", "--spool-dir", str(bad)]
+    )
+    assert isinstance(result.exception, InvalidArgument)
+    assert str(result.exception) == (
+        f"cannot write the prediction log to {str(bad)!r}: Not a directory (point --spool-dir "
+        "at a folder this user can write, or serve with --no-log)"
+    )
+    monkeypatch.setenv("GYRE_SPOOL_DIR", str(bad))
+    result = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--port", "0"])
+    assert isinstance(result.exception, InvalidArgument)
+    assert f"{str(bad)!r}: Not a directory (point GYRE_SPOOL_DIR at" in str(result.exception)
+    assert offline_serve == []
+    # with --no-log there is no spool to write
+    no_log = CliRunner().invoke(_cli(), ["serve", str(model_dir), "--port", "0", "--no-log"])
+    assert no_log.exit_code == 0, no_log.output
+    # a folder that can be written is created, and the probe leaves nothing in it
+    good = tmp_path / "new" / "spool"
+    result = CliRunner().invoke(
+        _cli(), ["serve", str(model_dir), "--port", "0", "--spool-dir", str(good)]
+    )
+    assert result.exit_code == 0, result.output
+    assert good.is_dir() and list(good.iterdir()) == []

@@ -236,6 +236,27 @@ def serve(
 
     edge = bundle is not None
     _check_mode(uris or [], edge, canary, shadow, reload_interval, log_dir, sync_to, log, version)
+    # Before anything is resolved or loaded: what would otherwise fail only in the workers
+    # (uvicorn's bind, the prediction log's first write, the first background sync).
+    if sync_to:
+        _check_sync_to(sync_to)
+    _check_listen(host, port, workers)
+    spool = None
+    edge_spec: dict[str, Any] | None = None
+    if edge:
+        folder = (log_dir or config.gyre_home() / "predictions").resolve()
+        edge_spec = {
+            "store": str(folder / "store"),
+            "sync_to": sync_to,
+            "sync_interval": sync_interval,
+        }
+        if log:
+            spool = str((spool_dir or folder / "spool").resolve())
+            _check_writable(Path(spool), "--spool-dir" if spool_dir else "--log-dir")
+            _check_writable(folder / "store", "--log-dir")
+    elif log:
+        spool = str((spool_dir or Path(config.get("GYRE_SPOOL_DIR"))).resolve())
+        _check_writable(Path(spool), "--spool-dir" if spool_dir else "GYRE_SPOOL_DIR")
     if reload_interval is None:  # follow alias moves by default; a bundle has no registry
         reload_interval = 0.0 if edge else DEFAULT_RELOAD_INTERVAL_S
     tracking = config.resolve("GYRE_TRACKING_URI", tracking_uri).value
@@ -272,19 +293,6 @@ def serve(
             "(auth is then on by default), or listen on 127.0.0.1",
         )
 
-    spool = None
-    edge_spec: dict[str, Any] | None = None
-    if edge:
-        folder = (log_dir or config.gyre_home() / "predictions").resolve()
-        edge_spec = {
-            "store": str(folder / "store"),
-            "sync_to": sync_to,
-            "sync_interval": sync_interval,
-        }
-        if log:
-            spool = str((spool_dir or folder / "spool").resolve())
-    elif log:
-        spool = str((spool_dir or Path(config.get("GYRE_SPOOL_DIR"))).resolve())
     spec = {
         "models": [
             {"name": s.name, "version": s.version, "path": s.path, "source": s.source}
@@ -337,8 +345,14 @@ def serve(
         extras += f", alias reload every {reload_interval:g} s"
     if edge:
         extras += ", edge mode" + (f", sync to {sync_to}" if sync_to else "")
+    # Port 0: the OS picks one when uvicorn binds, after this line; uvicorn's
+    # "Uvicorn running on" log line then names it.
+    where = f"[bold]http://{_url_host(host)}:{port}[/bold]"
+    if not port:
+        where = f"[bold]http://{_url_host(host)}[/bold], a free port"
+        where += " (see 'Uvicorn running on' below)"
     err.print(
-        f"gyre serve on [bold]http://{_url_host(host)}:{port}[/bold]: {served} "
+        f"gyre serve on {where}: {served} "
         f"(auth {'on' if use_auth else 'off'}, {workers} worker{'s' if workers > 1 else ''}, "
         f"batches up to {max_batch_size} rows, log {'on' if spool else 'off'}{extras})"
     )
@@ -437,6 +451,90 @@ def _check_mode(
                 f"{flag} {value!r} is for edge mode (--bundle FILE)",
                 hint="a server with a registry logs to GYRE_ARTIFACT_URI directly",
             )
+
+
+def _check_listen(host: str, port: int, workers: int) -> None:
+    """Fail now, in one line, where uvicorn would fail to listen on ``host:port`` once the
+    models are loaded: bind the socket(s) it will bind, as it binds them, and close them.
+
+    Each bind sets SO_REUSEADDR, as uvicorn's do: a port held only by the closed
+    connections of a server just stopped (TIME_WAIT) passes, one something listens on
+    does not. Whatever takes the port between this check and uvicorn's bind still gets
+    uvicorn's own error."""
+    import contextlib
+    import errno
+    import socket
+
+    if not 0 <= port <= 65535:
+        raise InvalidArgument(
+            f"--port {port} is not a TCP port",
+            hint="use a number from 1 to 65535, or 0 for any free port",
+        )
+    where = f"{_url_host(host)}:{port}"
+    addresses: list[tuple[int, Any]]
+    try:
+        if workers > 1:  # the supervisor binds one socket (uvicorn.Config.bind_socket)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            addresses = [(family, (host, port))]
+        else:  # the worker's loop binds every address of the host (loop.create_server)
+            found = socket.getaddrinfo(
+                host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+            addresses = list(dict.fromkeys((info[0], info[4]) for info in found))
+        with contextlib.ExitStack() as stack:
+            for af, address in addresses:
+                sock = stack.enter_context(socket.socket(af, socket.SOCK_STREAM))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if af == socket.AF_INET6 and workers == 1:  # as create_server does
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, socket.gaierror):
+            message = f"cannot listen on {host!r}: {reason}"
+            hint = "give --host an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+        elif exc.errno == errno.EADDRINUSE:
+            message = f"cannot listen on {where}: the port is already in use"
+            hint = f"pick another --port (0: any free port), or stop what listens on {where}"
+        elif exc.errno == errno.EACCES:
+            message = f"cannot listen on {where}: {reason}"
+            hint = "ports below 1024 need privileges; pick --port 1024 or above"
+        else:
+            message = f"cannot listen on {where}: {reason}"
+            hint = "give --host an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+        raise InvalidArgument(message, hint=hint) from None
+
+
+def _check_writable(folder: Path, source: str) -> None:
+    """Create ``folder`` and write and remove a file in it, or fail naming it and
+    ``source`` (the flag or setting it comes from)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".gyre-serve-", suffix=".probe", dir=folder)
+        try:
+            os.write(fd, b"probe")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"cannot write the prediction log to {str(folder)!r}: {exc.strerror or exc}",
+            hint=f"point {source} at a folder this user can write, or serve with --no-log",
+        ) from None
+
+
+def _check_sync_to(uri: str) -> None:
+    """``--sync-to`` checked as ``gyre sync --to`` checks it: the artifact store the URI
+    names can be opened (a known scheme, a well-formed URI); nothing is contacted."""
+    from gyre.artifacts import open_artifact_store
+
+    try:
+        store = open_artifact_store(uri)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"--sync-to: {exc.message}", hint=exc.hint) from None
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()
 
 
 def _challengers(
