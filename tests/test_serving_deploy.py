@@ -432,6 +432,11 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
 
     for args, message in (
         (["models:/svc@champion", "--canary", "challenger"], "is not ALIAS:PERCENT"),
+        (
+            ["models:/svc@champion", "--canary", "challenger:150"],
+            "the share '150' is not a percentage above 0 and at most 100",
+        ),
+        (["models:/svc@champion", "--canary", "challenger:0"], "the share '0' is not"),
         (["models:/svc@champion", "--canary", "c:5", "--shadow", "c"], "both name a challenger"),
         (["models:/svc@champion", "--shadow", "nope"], "no alias 'nope'"),
         (["models:/svc@champion", "--sync-to", "http://x"], "is for edge mode"),

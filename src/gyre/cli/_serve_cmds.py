@@ -92,14 +92,18 @@ def _split_name(item: str) -> tuple[str | None, str]:
 def _parse_canary(text: str) -> tuple[str, float]:
     """``challenger:10`` -> ("challenger", 10.0)."""
     target, sep, share = text.rpartition(":")
+    example = "e.g. --canary challenger:10 sends 10% of the requests to the challenger alias"
     try:
-        percent = float(share.strip().rstrip("%"))
+        percent: float | None = float(share.strip().rstrip("%"))
     except ValueError:
-        percent = -1.0
-    if not sep or not target or not 0 < percent <= 100:
+        percent = None
+    if not sep or not target or percent is None:
+        raise InvalidArgument(f"--canary {text!r} is not ALIAS:PERCENT", hint=example)
+    if not 0 < percent <= 100:
         raise InvalidArgument(
-            f"--canary {text!r} is not ALIAS:PERCENT",
-            hint="e.g. --canary challenger:10 sends 10% of the requests to the challenger alias",
+            f"--canary {text!r}: the share {share.strip()!r} is not a percentage above 0 and "
+            "at most 100",
+            hint=example,
         )
     return target, percent
 
