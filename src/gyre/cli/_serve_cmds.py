@@ -232,7 +232,15 @@ def serve(
         typer.Option(min=0, help="Seconds between syncs; 0: only on POST /admin/sync."),
     ] = 60.0,
 ) -> None:
-    """Serve models over HTTP: Open Inference Protocol v2, /predict, /batch, /metrics."""
+    """Serve models over HTTP: Open Inference Protocol v2, /predict, /batch, /metrics.
+
+    Every answered prediction is logged (GYRE_HOME/predictions); aliases are followed as they
+    move. Auth is on when tokens exist, and required off 127.0.0.1.
+
+    Example: gyre serve models:/churn@champion --workers 2 --canary challenger:10
+
+    Example (an offline edge box): gyre serve --bundle churn.gyre --sync-to https://central
+    """
     import uvicorn
 
     from gyre.serving import resolve_model
