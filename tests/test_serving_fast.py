@@ -384,3 +384,42 @@ async def test_a_challenger_never_predicts_on_the_event_loop(named: Model) -> No
         assert shadow.batcher.inline_below == 0
     finally:
         await slot.close()
+
+
+async def test_a_predict_that_holds_the_loop_ends_predicting_on_it() -> None:
+    """A model whose calls are cheap in CPU but one of which blocks (a sleep, a wait, one
+    slow input) stops being predicted on the event loop after that call: the next calls go
+    to its thread, so health checks and timeouts are not stalled again."""
+    import threading
+    import time
+
+    from gyre.serving._batcher import Job, MicroBatcher
+
+    threads: list[str] = []
+
+    def run(jobs: list[Job[int]]) -> list[int]:
+        threads.append(threading.current_thread().name)
+        if jobs[0].payload == 99:
+            time.sleep(0.2)  # no CPU time: only the wall clock shows it
+        return [job.payload for job in jobs]
+
+    loop_thread = threading.current_thread().name
+    batcher: MicroBatcher[int] = MicroBatcher(run, name="t", inline_below_ms=5.0)
+    batcher.start()
+    try:
+        for payload in (1, 2, 99, 3, 4):
+            assert await batcher.submit(payload, 1, f"r{payload}") == payload
+    finally:
+        await batcher.stop()
+    # 1: cost unknown, thread; 2 and 99: cheap so far, on the loop; 99 held it 200 ms
+    assert [t == loop_thread for t in threads] == [False, True, True, False, False]
+    assert batcher.inline_below == 0.0
+
+
+async def test_a_python_flavor_model_never_predicts_on_the_event_loop(tmp_path: Path) -> None:
+    """A python-flavor model is code of its own that may sleep or wait on I/O, which its
+    CPU time does not show: it always predicts in its thread; library flavors may not."""
+    from tests.test_serving_app import save_doubler
+
+    python_model = Deployment(ServedModel("d", "1", load_model(save_doubler(tmp_path / "d"))))
+    assert python_model.batcher.inline_below == 0.0

@@ -45,6 +45,9 @@ from gyre.serving._errors import Overloaded
 __all__ = ["Job", "MicroBatcher"]
 
 logger = logging.getLogger("gyre.serving")
+# A predict on the event loop that holds it longer than this (and than ten times what the
+# model's calls have cost) stops the batcher predicting on the loop.
+_LOOP_HOLD_LIMIT_S = 0.02
 
 P = TypeVar("P")
 
@@ -190,7 +193,9 @@ class MicroBatcher(Generic[P]):
             lone = self._lone(batch)
             try:
                 if self._cheap(lone):
+                    started = time.perf_counter()
                     outcomes = self._timed(batch, lone)
+                    self._held_loop(time.perf_counter() - started)
                 else:
                     outcomes = await loop.run_in_executor(self._executor, self._timed, batch, lone)
             except BaseException as exc:  # run_batch should not raise; never leave jobs hanging
@@ -215,6 +220,20 @@ class MicroBatcher(Generic[P]):
             return cost is not None and cost < self.inline_below
         cost = self._batch_cost
         return cost is not None and cost < self.inline_below / 4
+
+    def _held_loop(self, seconds: float) -> None:
+        """After a predict on the event loop: one that held it far longer than the model's
+        calls cost (a model that sleeps or waits, which its CPU time does not show, or one
+        input far slower than the rest) ends predicting on the loop for this batcher, so
+        that it cannot stall health checks, timeouts and every other request again."""
+        if seconds > max(10 * self.inline_below, _LOOP_HOLD_LIMIT_S) and self.inline_below:
+            self.inline_below = 0.0
+            logger.warning(
+                "model %s held the event loop for %.0f ms in one predict call; it predicts "
+                "in its own thread from now on",
+                self.name,
+                seconds * 1000,
+            )
 
     def _timed(self, batch: list[Job[P]], lone: bool) -> Sequence[Any]:
         # CPU time of this thread: what the call costs, not the time it waited for the GIL

@@ -578,6 +578,9 @@ class Deployment:
             max_batch_size=batching.max_batch_size,
             max_latency_ms=batching.max_latency_ms,
             max_queue_rows=batching.max_queue_rows,
+            # a python-flavor model is code of its own, which may sleep or wait on I/O
+            # (which CPU time does not show): never predicted on the event loop
+            inline_below_ms=0.0 if served.model.flavor == "python" else 1.0,
             on_batch=self._observe_batch,
             on_queue=self._observe_queue,
         )
