@@ -331,6 +331,27 @@ async def test_polling_picks_up_an_alias_move(tmp_path: Path) -> None:
     assert first.headers["x-gyre-model-version"] == "1"
 
 
+async def test_a_worker_starting_after_the_alias_moved_serves_where_it_points_now(
+    tmp_path: Path,
+) -> None:
+    """A worker started from the command's resolution of an alias (as uvicorn restarts one
+    whose predecessor died) answers its first request with the version the alias points to
+    now, not the one it pointed to when the server started; polling off."""
+    one, two = register(1.0), register(2.0)
+    registry = Registry()
+    registry.set_alias("svc", "champion", one)
+    spec = resolve_model("models:/svc@champion", registry=registry)  # the command, at start
+    registry.set_alias("svc", "champion", two)  # ... moved before this worker starts
+    async with serving([spec], registry=registry) as client:
+        first = await client.post("/predict/svc", json=[{"x": 1.0}])
+        status = (await client.get("/admin/status")).json()
+    registry.close()
+    assert spec.version == "1"
+    assert first.headers["x-gyre-model-version"] == "2"
+    assert first.json()["predictions"] == [2.0]
+    assert status["models"]["svc"]["version"] == "2"
+
+
 async def test_admin_reload_without_an_alias_is_404(tmp_path: Path) -> None:
     async with serving([ServedModel("svc", "1", load_scaled(tmp_path / "m", 1.0))]) as client:
         answer = await client.post("/admin/reload")

@@ -346,6 +346,8 @@ class _Server:
             for cname, challenger in self.challengers.items():
                 self.slots[cname].configure(challenger.mode, challenger.percent)
             self._start_background(watches)
+            if self.reloader is not None:  # (a restarted worker: the aliases may have moved)
+                await self.reloader.catch_up(_CATCH_UP_S)
             # Everything loaded so far (libraries, models) lives as long as the process:
             # keep it out of the collector's full passes, which otherwise walk it all
             # (hundreds of thousands of objects) and stall every request meanwhile.
@@ -1066,6 +1068,7 @@ def _check_labels(model: str, task: Any, pairs: list[tuple[str, Any]]) -> None:
                 )
 
 
+_CATCH_UP_S = 5.0  # how long a starting worker waits for the registry to resolve an alias
 _STREAM_BYTES = 1 << 20  # a scored file is sent back in pieces of this size
 
 

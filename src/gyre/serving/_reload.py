@@ -122,6 +122,24 @@ class Reloader:
                 await self._check(watch)
         return self.status()
 
+    async def catch_up(self, timeout: float) -> None:
+        """At a worker's start, before it serves: swap in the version each alias points to
+        now, if it moved since the command resolved it (a worker restarted after its
+        predecessor died would otherwise answer with the version of the server's start
+        until its first poll). An alias not resolved within ``timeout`` seconds (the
+        registry slow or down) is left to the poller; a version failing to load is
+        reported as on any poll, and the worker serves the version it was started with."""
+        async with self._lock:
+            for watch in self.watches:
+                try:
+                    mv: ModelVersion = await asyncio.wait_for(
+                        asyncio.to_thread(self.registry.resolve_version, watch.ref), timeout
+                    )
+                except Exception:  # (TimeoutError included) the poller tries again
+                    continue
+                if str(mv.version) != watch.version:
+                    await self._swap(watch, mv)
+
     async def run(self) -> None:
         """Check every ``interval`` seconds, until cancelled."""
         while True:
