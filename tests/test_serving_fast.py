@@ -423,3 +423,45 @@ async def test_a_python_flavor_model_never_predicts_on_the_event_loop(tmp_path: 
 
     python_model = Deployment(ServedModel("d", "1", load_model(save_doubler(tmp_path / "d"))))
     assert python_model.batcher.inline_below == 0.0
+
+
+async def test_cancelled_requests_give_their_queue_place_back_at_once(named: Model) -> None:
+    """Requests that time out while queued behind a slow call stop counting against the
+    queue limit (and the queue metric) when they are cancelled, not when the slow call
+    ends: a new request is taken, not refused with 429."""
+    import threading
+
+    from gyre.serving import Batching
+
+    release = threading.Event()
+    started = threading.Event()
+    deployment = Deployment(ServedModel("m", "1", named, batching=Batching(1, 0.0, 2)))
+    real = deployment._run_batch
+
+    def slow(jobs: Any) -> Any:  # the first call blocks until released
+        started.set()
+        release.wait(30)
+        return real(jobs)
+
+    deployment.batcher._run_batch = slow
+    await deployment.start()
+    try:
+        x = deployment.admit(pd.DataFrame(_data(1)[0], columns=COLUMNS))
+        first = asyncio.ensure_future(deployment.predict(x, "r0", proba=False))
+        await asyncio.to_thread(started.wait, 30)
+        queued = [asyncio.ensure_future(deployment.predict(x, f"r{i}", proba=False))
+                  for i in (1, 2)]  # fmt: skip
+        await asyncio.sleep(0)  # (let them queue)
+        assert deployment.batcher.queued_rows == 2
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
+        assert deployment.batcher.queued_rows == 0
+        late = asyncio.ensure_future(deployment.predict(x, "r3", proba=False))
+        await asyncio.sleep(0)
+        assert not late.done() or late.exception() is None  # queued, not refused
+        release.set()
+        assert (await first) and (await late)
+    finally:
+        release.set()
+        await deployment.stop()

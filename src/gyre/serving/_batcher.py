@@ -172,6 +172,19 @@ class MicroBatcher(Generic[P]):
         self._wake.set()
         return job.future
 
+    def forget_cancelled(self) -> None:
+        """Drop the queued jobs whose requests were cancelled (timed out, or the client went
+        away), so that their rows neither count against ``max_queue_rows`` (refusing live
+        requests with 429) nor show in the queue metric until the model's current call
+        ends. Called on the cancellation path only: O(queue)."""
+        live = [job for job in self._queue if not job.future.done()]
+        if len(live) == len(self._queue):
+            return
+        self._queue = deque(live)
+        self._queued_rows = sum(job.rows for job in live)
+        if self._on_queue is not None:
+            self._on_queue(self._queued_rows)
+
     # -- the loop -----------------------------------------------------------------------
 
     async def _loop(self) -> None:

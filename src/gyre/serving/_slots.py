@@ -682,7 +682,11 @@ class Deployment:
             raise Retired
         options = frozenset({PROBA}) if proba else frozenset()
         future = self.batcher.submit(prepared, prepared.rows, request_id, options)
-        result: Outputs = await future
+        try:
+            result: Outputs = await future
+        except asyncio.CancelledError:  # timed out or went away: give its place back now
+            self.batcher.forget_cancelled()
+            raise
         return result
 
     # -- per batch (predict thread) -----------------------------------------------------
