@@ -953,11 +953,12 @@ async def test_access_log_and_request_ids(
             "/predict/clf", json=records(classifier_data(2)[0]), headers={"X-Request-ID": "abc-1"}
         )
         invalid = await client.get("/v2/health/live", headers={"X-Request-ID": "bad id\x7f"})
+        # ':' names the rows of a request in the log ('a:1' is row 1 of request 'a')
+        colon = await client.get("/v2/health/live", headers={"X-Request-ID": "a:1"})
     assert given.headers["x-request-id"] == "abc-1"
-    assert (
-        invalid.headers["x-request-id"] != "bad id\x7f"
-        and len(invalid.headers["x-request-id"]) == 16
-    )
+    for answer, sent in ((invalid, "bad id\x7f"), (colon, "a:1")):
+        assert answer.headers["x-request-id"] != sent
+        assert len(answer.headers["x-request-id"]) == 16
     lines = [r for r in caplog.records if r.name == "gyre.serving.access"]
     predict = next(r for r in lines if r.__dict__["path"] == "/predict/clf")
     assert predict.__dict__["request_id"] == "abc-1"

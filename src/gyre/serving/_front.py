@@ -45,7 +45,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 CONTEXT_KEY = "gyre.request"
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# ':' is left out: the log names row i of a request of several rows '<request id>:<i>', so
+# a client id 'a:1' would be row 1 of request 'a' (a new id is made for such a request)
+_VALID_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 logger = logging.getLogger("gyre.serving")
 access = logging.getLogger(ACCESS_LOGGER)
