@@ -831,6 +831,28 @@ async def test_overload_is_429_with_retry_after(slow_doubler: Model) -> None:
     assert 'gyre_serving_queue_rows{model="slow",version="1"} 0.0' in metrics
 
 
+async def test_request_bodies_held_at_once_are_bounded(slow_doubler: Model) -> None:
+    """Past ``max_inflight_bytes`` of declared bodies held at once, a request is refused
+    with 503 + Retry-After before its body is read (many large bodies parsed at once
+    would take gigabytes); one request alone is never refused by it; once the others are
+    answered, the next is taken."""
+    body = json.dumps([{"x": float(i)} for i in range(40)]).encode()  # ~ 600 bytes
+    limits = Limits(max_inflight_bytes=len(body) + 100)
+    async with serving([ServedModel("slow", "1", slow_doubler)], limits=limits) as client:
+        both = await asyncio.gather(*(client.post("/predict/slow", content=body)
+                                      for _ in range(2)))  # fmt: skip
+        alone = await client.post(
+            "/predict/slow", content=json.dumps([{"x": 1.0}] * 200).encode()
+        )  # (over the budget by itself, but alone)
+        after = await client.post("/predict/slow", content=body)
+    statuses = sorted(a.status_code for a in both)
+    assert statuses == [200, 503], statuses
+    refused = next(a for a in both if a.status_code == 503)
+    assert refused.headers["retry-after"] == "1"
+    assert "bytes of request bodies" in refused.json()["message"]
+    assert alone.status_code == 200 and after.status_code == 200
+
+
 async def test_request_timeout_is_504_with_request_id(slow_doubler: Model) -> None:
     limits = Limits(request_timeout_s=0.05)
     async with serving([ServedModel("slow", "1", slow_doubler)], limits=limits) as client:

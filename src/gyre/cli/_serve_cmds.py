@@ -146,6 +146,14 @@ def serve(
     max_request_bytes: Annotated[
         int, typer.Option(min=1, help="Largest JSON request body (413 past it).")
     ] = 16 * 1024 * 1024,
+    max_inflight_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Request bodies a worker holds at once, /batch uploads aside (503 + "
+            "Retry-After past it; parsed, a body takes several times its size).",
+        ),
+    ] = 64 * 1024 * 1024,
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Log every prediction to the spool.")
     ] = True,
@@ -318,7 +326,11 @@ def serve(
             "max_latency_ms": max_latency_ms,
             "max_queue_rows": max_queue_rows,
         },
-        "limits": {"request_timeout_s": timeout, "max_request_bytes": max_request_bytes},
+        "limits": {
+            "request_timeout_s": timeout,
+            "max_request_bytes": max_request_bytes,
+            "max_inflight_bytes": max_inflight_bytes,
+        },
         "auth": use_auth,
         "tracking_uri": tracking,
         "spool_dir": spool,

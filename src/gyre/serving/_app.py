@@ -106,7 +106,10 @@ class Limits:
     ``max_request_bytes``: JSON bodies (413). ``max_upload_bytes``: ``/batch`` uploads,
     spooled to disk (413). ``request_timeout_s``: a ``/predict`` or ``/infer`` request not
     answered in time gets 504 (batch uploads are not timed). ``max_inflight``: concurrent
-    requests per worker (503 + Retry-After). Queued rows per model are bounded by
+    requests per worker (503 + Retry-After). ``max_inflight_bytes``: the declared bodies
+    (Content-Length) of the requests a worker holds at once, uploads to ``/batch`` aside
+    (503 + Retry-After past it; a request is never refused by it alone): a body parsed
+    takes several times its size in memory. Queued rows per model are bounded by
     :class:`~gyre.serving.Batching` ``max_queue_rows`` (429 + Retry-After).
     """
 
@@ -114,6 +117,7 @@ class Limits:
     max_upload_bytes: int = 4 * 1024 * 1024 * 1024
     request_timeout_s: float = 30.0
     max_inflight: int = 2048
+    max_inflight_bytes: int = 64 * 1024 * 1024
     max_batch_file_chunk: int = 100_000
 
     @classmethod
@@ -1186,6 +1190,7 @@ def create_app(
         max_body=limits.max_request_bytes,
         max_upload=limits.max_upload_bytes,
         max_inflight=limits.max_inflight,
+        max_inflight_bytes=limits.max_inflight_bytes,
         access_log=access_log,
         fast=fast,
     )

@@ -190,6 +190,7 @@ class Front:
         max_body: int,
         max_upload: int,
         max_inflight: int,
+        max_inflight_bytes: int = 64 * 1024 * 1024,
         access_log: bool = True,
         fast: FastRoutes | None = None,
     ) -> None:
@@ -200,6 +201,8 @@ class Front:
         self.max_body = max_body
         self.max_upload = max_upload
         self.max_inflight = max_inflight
+        self.max_inflight_bytes = max_inflight_bytes
+        self.inflight_bytes = 0  # declared bodies of the requests held now (see Limits)
         self.access_log = access_log
         self.inflight = 0
 
@@ -251,6 +254,7 @@ class Front:
         self.inflight += 1
         if self.telemetry is not None:
             self.telemetry.inflight(1)
+        held = 0  # of inflight_bytes, this request's
         try:
             if self.inflight > self.max_inflight:
                 raise BackendUnavailable(
@@ -267,6 +271,16 @@ class Front:
                     f"request body of {declared} bytes is over the limit of {limit} bytes",
                     hint="send fewer rows per request, or use POST /batch/{name} for files",
                 )
+            if declared and info.endpoint != "batch":  # (uploads are spooled to disk)
+                if self.inflight_bytes and self.inflight_bytes + declared > self.max_inflight_bytes:
+                    raise BackendUnavailable(
+                        f"the server holds {self.inflight_bytes} bytes of request bodies; "
+                        f"{declared} more would pass its limit of {self.max_inflight_bytes}",
+                        hint="retry after the Retry-After delay, send smaller requests, or "
+                        "add workers",
+                    )
+                held = declared
+                self.inflight_bytes += held
             endpoint = None
             if self.fast is not None and scope["method"] == "POST":
                 endpoint = self.fast.match(scope)
@@ -311,6 +325,7 @@ class Front:
                 await self._error(send_wrapped, crash, path)
         finally:
             self.inflight -= 1
+            self.inflight_bytes -= held
             elapsed = time.perf_counter() - started
             if self.telemetry is not None:
                 self.telemetry.inflight(-1)
