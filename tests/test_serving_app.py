@@ -827,6 +827,7 @@ async def test_overload_is_429_with_retry_after(slow_doubler: Model) -> None:
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["error_code"] == "OVERLOADED"
+    assert "model 'slow' version 1 has" in refused.json()["message"]
     assert "rows queued" in refused.json()["message"]
     assert 'gyre_serving_queue_rows{model="slow",version="1"} 0.0' in metrics
 

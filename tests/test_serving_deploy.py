@@ -352,6 +352,31 @@ async def test_a_worker_starting_after_the_alias_moved_serves_where_it_points_no
     assert status["models"]["svc"]["version"] == "2"
 
 
+async def test_a_deleted_alias_is_reported_failing_and_serving_goes_on(tmp_path: Path) -> None:
+    """An alias deleted under a server: it keeps serving its version, and the status and
+    the reload_failing gauge say the alias cannot be followed, until it exists again."""
+    one = register(1.0)
+    registry = Registry()
+    registry.set_alias("svc", "champion", one)
+    spec = resolve_model("models:/svc@champion", registry=registry)
+    failing = 'gyre_serving_reload_failing{alias="champion",model="svc"}'
+    async with serving([spec], registry=registry) as client:
+        registry.store.delete_alias("svc", "champion")
+        gone = (await client.post("/admin/reload")).json()["svc"]
+        answer = await client.post("/predict/svc", json=[{"x": 1.0}])
+        metrics_gone = (await client.get("/metrics")).text
+        registry.set_alias("svc", "champion", one)
+        back = (await client.post("/admin/reload")).json()["svc"]
+        metrics_back = (await client.get("/metrics")).text
+    registry.close()
+    [watch] = gone["reload"]
+    assert watch["failing"] is True and "cannot resolve 'models:/svc@champion'" in watch["error"]
+    assert answer.status_code == 200 and answer.headers["x-gyre-model-version"] == "1"
+    assert sample(metrics_gone, failing) == 1.0
+    assert back["reload"][0]["failing"] is False and back["reload"][0]["error"] is None
+    assert sample(metrics_back, failing) == 0.0
+
+
 async def test_admin_reload_without_an_alias_is_404(tmp_path: Path) -> None:
     async with serving([ServedModel("svc", "1", load_scaled(tmp_path / "m", 1.0))]) as client:
         answer = await client.post("/admin/reload")

@@ -82,10 +82,12 @@ class MicroBatcher(Generic[P]):
         on_batch: Callable[[int], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
         inline_below_ms: float = 1.0,
+        label: str | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.name = name
+        self.label = label or f"model {name!r}"  # how messages name what it batches for
         self.max_batch_size = max_batch_size
         self.max_latency = max(0.0, max_latency_ms) / 1000
         self.max_queue_rows = max_queue_rows
@@ -159,7 +161,7 @@ class MicroBatcher(Generic[P]):
             raise RuntimeError(f"batcher {self.name!r} is not running")
         if self._queue and self._queued_rows + rows > self.max_queue_rows:
             raise Overloaded(
-                f"model {self.name!r} has {self._queued_rows} rows queued (limit "
+                f"{self.label} has {self._queued_rows} rows queued (limit "
                 f"{self.max_queue_rows}); request refused",
                 hint="retry after the Retry-After delay, or add workers",
             )
@@ -242,9 +244,9 @@ class MicroBatcher(Generic[P]):
         if seconds > max(10 * self.inline_below, _LOOP_HOLD_LIMIT_S) and self.inline_below:
             self.inline_below = 0.0
             logger.warning(
-                "model %s held the event loop for %.0f ms in one predict call; it predicts "
+                "%s held the event loop for %.0f ms in one predict call; it predicts "
                 "in its own thread from now on",
-                self.name,
+                self.label,
                 seconds * 1000,
             )
 

@@ -82,7 +82,8 @@ class Watch:
             "alias": self.alias,
             "serving_version": self.version,
             "alias_version": self.target,
-            "failing": self.failed_version is not None,
+            # a version that failed to load, or an alias that cannot be resolved now
+            "failing": self.failed_version is not None or self.error is not None,
             "error": self.error,
             "checked_ms": self.checked_ms,
             "swapped_ms": self.swapped_ms,
@@ -153,14 +154,17 @@ class Reloader:
         try:
             mv: ModelVersion = await asyncio.to_thread(self.registry.resolve_version, watch.ref)
         except Exception as exc:  # registry unreachable, alias deleted: keep serving
-            watch.error = f"cannot resolve {watch.uri!r}: {exc}"
-            logger.warning(
-                "model %r: %s; still serving version %s",
-                watch.slot,
-                watch.error,
-                watch.version,
-                extra={"model": watch.slot, "version": watch.version},
-            )
+            error = f"cannot resolve {watch.uri!r}: {exc}"
+            if error != watch.error:  # said once, not at every poll
+                logger.warning(
+                    "model %r: %s; still serving version %s",
+                    watch.slot,
+                    error,
+                    watch.version,
+                    extra={"model": watch.slot, "version": watch.version},
+                )
+            watch.error = error
+            self._failing(watch, True)
             return
         watch.checked_ms = time.time_ns() // 1_000_000
         target = str(mv.version)

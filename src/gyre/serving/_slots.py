@@ -575,6 +575,7 @@ class Deployment:
         self.batcher: MicroBatcher[Prepared] = MicroBatcher(
             self._run_batch,
             name=f"{self.name}-{self.version}",
+            label=f"model {self.name!r} version {self.version}",
             max_batch_size=batching.max_batch_size,
             max_latency_ms=batching.max_latency_ms,
             max_queue_rows=batching.max_queue_rows,
