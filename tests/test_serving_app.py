@@ -1095,6 +1095,28 @@ async def test_real_prediction_log_and_feedback(classifier: Model, tmp_path: Pat
     assert stats["appended_records"] >= 2
 
 
+async def test_a_store_unreachable_at_shutdown_keeps_the_spool_without_a_crash(
+    classifier: Model, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last compaction failing at shutdown (the artifact store gone) is one error line;
+    the shutdown finishes and the spool files stay for the next start to compact."""
+    import shutil
+
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog
+
+    root = tmp_path / "artifacts"
+    log = PredictionLog(tmp_path / "spool", open_artifact_store(str(root)), compact_interval_s=3600)
+    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
+        answer = await client.post("/predict/clf", json=records(classifier_data(3)[0]))
+        shutil.rmtree(root, ignore_errors=True)
+        root.write_text("a file where the store's folder should be")
+    assert answer.status_code == 200
+    errors = [r for r in caplog.records if "could not be compacted at shutdown" in r.message]
+    assert len(errors) == 1 and errors[0].exc_info is None
+    assert list((tmp_path / "spool").glob("*.jsonl")), "the spool is kept"
+
+
 async def test_feedback_labels_must_be_the_models_kind(
     classifier: Model, regressor: Model, tmp_path: Path
 ) -> None:

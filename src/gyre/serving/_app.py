@@ -369,7 +369,15 @@ class _Server:
             await asyncio.gather(*(slot.close() for slot in self.slots.values()))
             if self.log is not None:
                 self.append_pending()  # answered in the loop's last turn
-                await run_in_threadpool(self.log.close)
+                try:
+                    await run_in_threadpool(self.log.close)
+                except Exception as exc:  # (the spool is on disk: compacted at next start)
+                    logger.error(
+                        "the prediction log could not be compacted at shutdown; its spool "
+                        "files are kept for the next start to compact (%s: %s)",
+                        type(exc).__name__,
+                        exc,
+                    )
             for close in self.on_close:
                 close()
             if self.telemetry is not None:
