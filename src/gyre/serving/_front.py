@@ -386,12 +386,16 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
     # 32 + 15: a zlib (deflate) or gzip header, whichever the body starts with
     inflate = zlib.decompressobj(wbits=47)
     size = 0
+    fed = False  # whether any compressed byte came
 
     async def decompressed_receive() -> Message:
-        nonlocal size
+        nonlocal size, fed
         message = await receive()
         if message["type"] != "http.request":
             return message
+        if not fed and not message.get("body") and not message.get("more_body", False):
+            return message  # no body at all (a GET, say): nothing to decompress
+        fed = True
         try:
             body = inflate.decompress(message.get("body", b""), limit + 1 - size)
         except zlib.error as exc:
