@@ -902,6 +902,7 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
     sent = {
         "gzip": ("gzip", gzip.compress(body)),
         "deflate": ("deflate", zlib.compress(body)),
+        "members": ("gzip", gzip.compress(body[:50]) + gzip.compress(body[50:])),
         "bomb": ("gzip", bomb),
         "br": ("br", body),
         "broken": ("gzip", b"\x1f\x8b not gzip at all"),
@@ -923,7 +924,7 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
             headers={"content-encoding": "gzip"},
         )
     assert plain.status_code == 200 and health.status_code == 200  # (no body: nothing to do)
-    for name in ("gzip", "deflate"):
+    for name in ("gzip", "deflate", "members"):
         assert answers[name].status_code == 200, answers[name].text
         assert answers[name].json()["predictions"] == plain.json()["predictions"]
     assert chunked.status_code == 200, chunked.text

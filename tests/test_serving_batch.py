@@ -25,6 +25,7 @@ from tests.test_serving_app import (
     COLUMNS,
     classifier,  # noqa: F401 - a fixture
     classifier_data,
+    records,
     save_classifier,
     serving,
 )
@@ -376,6 +377,31 @@ async def test_batch_rows_are_logged_under_the_request_id(
         assert row["out_proba"] == pytest.approx(list(proba[i]))
         assert row["version"] == 1 and row["latency_ms"] > 0
     assert rows["upload-1:1199"]["label"] == 1
+
+
+@pytest.mark.anyio
+async def test_a_refused_upload_logs_none_of_its_rows(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An upload refused at its last chunk was not answered: none of its rows, not even
+    those of the chunks scored before, is in the log."""
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    frame, _ = classifier_data(1200, seed=18)
+    bad = _with_bad_value(frame, 1100, "f2", "oops").to_csv(index=False).encode()
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
+        refused = await client.post(
+            "/batch/clf?format=csv&batch_size=500", content=bad, headers={"X-Request-ID": "u2"}
+        )
+        ok = await client.post(
+            "/predict/clf", json={"records": records(frame.head(1))}, headers={"X-Request-ID": "p"}
+        )
+    assert refused.status_code == 400 and ok.status_code == 200
+    assert [r["request_id"] for r in query(store, "clf").to_pylist()] == ["p"]
 
 
 def test_gyre_predict_json_and_the_progress_total(tmp_path: Path) -> None:

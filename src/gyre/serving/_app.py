@@ -1081,6 +1081,7 @@ def _check_labels(model: str, task: Any, pairs: list[tuple[str, Any]]) -> None:
 
 
 _CATCH_UP_S = 5.0  # how long a starting worker waits for the registry to resolve an alias
+_LOG_HOLD_ROWS = 100_000  # rows of a /batch upload held back from the log until it scored
 _STREAM_BYTES = 1 << 20  # a scored file is sent back in pieces of this size
 
 
@@ -1096,13 +1097,36 @@ def _score_upload(
     """Score ``upload`` into ``output`` chunk by chunk; the rows scored."""
     from gyre.serving.batch import score_chunks
 
+    # Chunks are logged once the whole upload has scored (an upload refused half-way was
+    # not answered, so none of its rows is logged), held up to _LOG_HOLD_ROWS rows; past
+    # that they are logged as they are scored (bounded memory: see docs/serving.md).
+    held: list[tuple[int, Any, dict[str, Any]]] = []
+    held_rows = 0
+
+    def hold(first: int, frame: Any, columns: dict[str, Any]) -> None:
+        nonlocal held_rows
+        assert on_chunk is not None
+        if held_rows + len(frame) > _LOG_HOLD_ROWS:
+            for chunk in held:
+                on_chunk(*chunk)
+            held.clear()
+            on_chunk(first, frame, columns)
+            held_rows = _LOG_HOLD_ROWS  # (from now on, as they come)
+            return
+        held.append((first, frame, columns))
+        held_rows += len(frame)
+
     total = 0
     with open(output, "wb") as sink:
         for rows, data in score_chunks(
-            model, upload, fmt, batch_size=batch_size, proba=proba, on_chunk=on_chunk
-        ):
+            model, upload, fmt, batch_size=batch_size, proba=proba,
+            on_chunk=hold if on_chunk is not None else None,
+        ):  # fmt: skip
             sink.write(data)
             total += rows
+    for chunk in held:
+        assert on_chunk is not None
+        on_chunk(*chunk)
     return total
 
 

@@ -388,27 +388,39 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
     size = 0
     fed = False  # whether any compressed byte came
 
+    def decompress(data: bytes) -> bytes:
+        """``data`` decompressed, member after member (a gzip body may hold several)."""
+        nonlocal inflate, size
+        parts: list[bytes] = []
+        while data:
+            try:
+                part = inflate.decompress(data, limit + 1 - size)
+            except zlib.error as exc:
+                raise InvalidArgument(
+                    f"the request body is not valid {name} data ({exc})",
+                    hint=f"compress the whole body with {name}, or drop Content-Encoding",
+                ) from None
+            size += len(part)
+            parts.append(part)
+            if size > limit or inflate.unconsumed_tail:
+                raise PayloadTooLarge(
+                    f"request body is over the limit of {limit} bytes once decompressed",
+                    hint="send fewer rows per request, or use POST /batch/{name} for files",
+                )
+            data = inflate.unused_data if inflate.eof else b""
+            if data:  # the next member
+                inflate = zlib.decompressobj(wbits=47)
+        return b"".join(parts)
+
     async def decompressed_receive() -> Message:
-        nonlocal size, fed
+        nonlocal fed
         message = await receive()
         if message["type"] != "http.request":
             return message
         if not fed and not message.get("body") and not message.get("more_body", False):
             return message  # no body at all (a GET, say): nothing to decompress
         fed = True
-        try:
-            body = inflate.decompress(message.get("body", b""), limit + 1 - size)
-        except zlib.error as exc:
-            raise InvalidArgument(
-                f"the request body is not valid {name} data ({exc})",
-                hint=f"compress the whole body with {name}, or drop Content-Encoding",
-            ) from None
-        size += len(body)
-        if size > limit or inflate.unconsumed_tail:
-            raise PayloadTooLarge(
-                f"request body is over the limit of {limit} bytes once decompressed",
-                hint="send fewer rows per request, or use POST /batch/{name} for files",
-            )
+        body = decompress(message.get("body", b""))
         if not message.get("more_body", False) and not inflate.eof:
             raise InvalidArgument(
                 f"the request body ends before its {name} data does",
