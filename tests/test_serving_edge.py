@@ -30,6 +30,7 @@ from tests.fixtures.server import free_port, wait_healthy
 from tests.test_serving_app import lifespan
 from tests.test_serving_batch import _cli
 from tests.test_serving_deploy import EXAMPLE, scaled
+from tests.test_serving_process import offline_serve  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.anyio
 
@@ -179,18 +180,6 @@ async def test_background_sync_carries_the_log_to_central(tmp_path: Path) -> Non
     assert edge_sync.status()["syncs"] >= 1 and edge_sync.status()["last_error"] is None
 
 
-@pytest.fixture
-def offline_serve(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """``uvicorn.run`` recorded instead of run; what ``serve`` sets in the environment is
-    removed again after the test."""
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
-    for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
-        monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
-        monkeypatch.delenv(name)
-    return calls
-
-
 def _bundle(tmp_path: Path) -> Path:
     package = tmp_path / "pkg"
     save_model(scaled(2.0), package, input_example=EXAMPLE)
@@ -199,7 +188,8 @@ def _bundle(tmp_path: Path) -> Path:
 
 
 def test_edge_refuses_a_log_folder_it_cannot_write(
-    tmp_path: Path, offline_serve: list[dict[str, Any]]
+    tmp_path: Path,
+    offline_serve: list[dict[str, Any]],  # noqa: F811
 ) -> None:
     """Not a server that answers 200 while every prediction fails to spool: one line naming
     the folder, at start-up."""
@@ -225,7 +215,9 @@ def test_edge_refuses_a_log_folder_it_cannot_write(
 
 @pytest.mark.parametrize("uri", ["ftp://nowhere", "s3://", "file://elsewhere/x"])
 def test_edge_refuses_a_sync_target_gyre_sync_refuses(
-    tmp_path: Path, offline_serve: list[dict[str, Any]], uri: str
+    tmp_path: Path,
+    offline_serve: list[dict[str, Any]],  # noqa: F811
+    uri: str,
 ) -> None:
     """``--sync-to`` is checked as ``gyre sync --to`` is (the same words), not left to a
     background sync that fails forever."""
