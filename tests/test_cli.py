@@ -119,6 +119,7 @@ def test_a_usage_error_is_one_red_line() -> None:
     assert_one_line_error(
         gyre_cli("serve", "models:/m@champion", "--workers", "0"),
         "Invalid value for '--workers'",
+        "(got '0')",
         "(see gyre serve --help)",
     )
     assert_one_line_error(gyre_cli("predict"), "Missing argument", "(see gyre predict --help)")

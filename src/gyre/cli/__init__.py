@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         err.print("[red]aborted[/]")
         return _exit(1, argv)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, ...
-        err.print(_usage_line(exc))
+        err.print(_usage_line(exc, sys.argv[1:] if argv is None else argv))
         return _exit(int(getattr(exc, "exit_code", 2)), argv)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]")
@@ -40,15 +40,29 @@ def main(argv: list[str] | None = None) -> int:
     return _exit(code, argv)
 
 
-def _usage_line(exc: Exception) -> str:
+def _usage_line(exc: Exception, argv: list[str]) -> str:
     """A usage error (unknown option, a value out of range, a missing argument) as one red
-    line: the parser's message, and where the command's --help is."""
+    line: the parser's message, the value given when it does not say it, and where the
+    command's --help is."""
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     message = " ".join(message.split())  # (the parser wraps some messages over lines)
+    given = _given(getattr(getattr(exc, "param", None), "opts", None) or [], argv)
+    if given is not None and repr(given) not in message and given not in message:
+        message += f" (got {given!r})"
     ctx = getattr(exc, "ctx", None)
     command = getattr(ctx, "command_path", None) or "gyre"
     return f"[bold red]error:[/] {_escape(message)} [dim](see {_escape(command)} --help)[/]"
+
+
+def _given(opts: list[str], argv: list[str]) -> str | None:
+    """The value ``argv`` gives the option spelled ``opts`` (its last one), if any."""
+    found = None
+    for i, token in enumerate(argv):
+        name, eq, value = token.partition("=")
+        if name in opts:
+            found = value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return found
 
 
 def _exit(code: int, argv: list[str] | None) -> int:
