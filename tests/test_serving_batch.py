@@ -404,6 +404,32 @@ async def test_a_refused_upload_logs_none_of_its_rows(
     assert [r["request_id"] for r in query(store, "clf").to_pylist()] == ["p"]
 
 
+@pytest.mark.anyio
+async def test_a_large_upload_is_logged_as_it_is_scored(
+    classifier: Model,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the rows held back (bounded memory), chunks are logged as they are scored: a
+    larger upload refused later leaves its first chunks logged, as documented."""
+    import gyre.serving._app as app_module
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    monkeypatch.setattr(app_module, "_LOG_HOLD_ROWS", 500)
+    frame, _ = classifier_data(1200, seed=19)
+    bad = _with_bad_value(frame, 1100, "f2", "oops").to_csv(index=False).encode()
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
+        refused = await client.post(
+            "/batch/clf?format=csv&batch_size=500", content=bad, headers={"X-Request-ID": "u3"}
+        )
+    assert refused.status_code == 400
+    logged = {r["request_id"] for r in query(store, "clf").to_pylist()}
+    assert logged == {f"u3:{i}" for i in range(1000)}  # the two chunks before the bad one
+
+
 def test_gyre_predict_json_and_the_progress_total(tmp_path: Path) -> None:
     """--json prints the result for scripts (and no progress bar); a CSV's or JSON Lines
     file's row count, for the progress bar's total and time remaining, is read from its

@@ -1102,19 +1102,18 @@ def _score_upload(
     # that they are logged as they are scored (bounded memory: see docs/serving.md).
     held: list[tuple[int, Any, dict[str, Any]]] = []
     held_rows = 0
+    passing = False  # past _LOG_HOLD_ROWS: chunks are logged as they come
 
     def hold(first: int, frame: Any, columns: dict[str, Any]) -> None:
-        nonlocal held_rows
+        nonlocal held_rows, passing
         assert on_chunk is not None
-        if held_rows + len(frame) > _LOG_HOLD_ROWS:
+        held.append((first, frame, columns))
+        held_rows += len(frame)
+        if passing or held_rows > _LOG_HOLD_ROWS:
+            passing = True
             for chunk in held:
                 on_chunk(*chunk)
             held.clear()
-            on_chunk(first, frame, columns)
-            held_rows = _LOG_HOLD_ROWS  # (from now on, as they come)
-            return
-        held.append((first, frame, columns))
-        held_rows += len(frame)
 
     total = 0
     with open(output, "wb") as sink:
