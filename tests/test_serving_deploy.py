@@ -352,6 +352,46 @@ async def test_a_worker_starting_after_the_alias_moved_serves_where_it_points_no
     assert status["models"]["svc"]["version"] == "2"
 
 
+class _SlowRegistry(Registry):
+    """A registry whose alias lookups each wait until ``parties`` of them are under way
+    (as lookups do against a registry that answers slowly): asked one after the other,
+    the first waits past the server's start-up budget; asked together, all answer."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.slow = False
+        self.together = threading.Barrier(parties, timeout=30)
+
+    def resolve_version(self, ref: Any) -> Any:
+        if self.slow:
+            self.together.wait()
+        return super().resolve_version(ref)
+
+
+async def test_a_starting_worker_asks_for_all_its_aliases_at_once(tmp_path: Path) -> None:
+    """A worker serving several aliases resolves them together within one start-up budget,
+    not one budget each: with a slow registry every model still starts on the version its
+    alias points to now."""
+    one, two = register(1.0), register(2.0)
+    registry = _SlowRegistry(parties=2)
+    registry.set_alias("svc", "champion", one)
+    registry.set_alias("svc", "gold", one)
+    specs = [
+        resolve_model("models:/svc@champion", name="a", registry=registry),
+        resolve_model("models:/svc@gold", name="b", registry=registry),
+    ]
+    registry.set_alias("svc", "champion", two)  # both moved before this worker starts
+    registry.set_alias("svc", "gold", two)
+    registry.slow = True
+    async with serving(specs, registry=registry) as client:
+        a = await client.post("/predict/a", json=[{"x": 1.0}])
+        b = await client.post("/predict/b", json=[{"x": 1.0}])
+    registry.close()
+    assert [s.version for s in specs] == ["1", "1"]
+    assert a.headers["x-gyre-model-version"] == b.headers["x-gyre-model-version"] == "2"
+    assert a.json()["predictions"] == b.json()["predictions"] == [2.0]
+
+
 async def test_a_deleted_alias_is_reported_failing_and_serving_goes_on(tmp_path: Path) -> None:
     """An alias deleted under a server: it keeps serving its version, and the status and
     the reload_failing gauge say the alias cannot be followed, until it exists again."""

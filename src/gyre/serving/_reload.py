@@ -127,17 +127,27 @@ class Reloader:
         """At a worker's start, before it serves: swap in the version each alias points to
         now, if it moved since the command resolved it (a worker restarted after its
         predecessor died would otherwise answer with the version of the server's start
-        until its first poll). An alias not resolved within ``timeout`` seconds (the
-        registry slow or down) is left to the poller; a version failing to load is
-        reported as on any poll, and the worker serves the version it was started with."""
+        until its first poll). The aliases are asked together; those not resolved within
+        ``timeout`` seconds in all (the registry slow or down) are left to the poller, so a
+        worker serving many aliases does not wait ``timeout`` for each. A version failing
+        to load is reported as on any poll, and the worker serves the version it was
+        started with."""
+        if not self.watches:
+            return
         async with self._lock:
-            for watch in self.watches:
-                try:
-                    mv: ModelVersion = await asyncio.wait_for(
-                        asyncio.to_thread(self.registry.resolve_version, watch.ref), timeout
-                    )
-                except Exception:  # (TimeoutError included) the poller tries again
-                    continue
+            asked = {
+                asyncio.ensure_future(
+                    asyncio.to_thread(self.registry.resolve_version, watch.ref)
+                ): watch
+                for watch in self.watches
+            }
+            done, late = await asyncio.wait(asked, timeout=timeout)
+            for task in late:  # (its thread finishes on its own; the answer is dropped)
+                task.cancel()
+            for task, watch in asked.items():  # in the order of the watches
+                if task not in done or task.exception() is not None:
+                    continue  # the poller tries again
+                mv: ModelVersion = task.result()
                 if str(mv.version) != watch.version:
                     await self._swap(watch, mv)
 
