@@ -889,9 +889,10 @@ async def test_oversized_bodies_are_413(classifier: Model) -> None:
 
 
 async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: Model) -> None:
-    """gzip and deflate bodies (Content-Encoding) are read as what they decompress to; one
-    that would inflate past the body limit is 413 before it does; other codings and broken
-    or cut streams are 400 naming the problem."""
+    """gzip and deflate bodies (Content-Encoding) are read as what they decompress to (a
+    deflate body also without its zlib wrapper, as some clients send it); one that would
+    inflate past the body limit is 413 before it does; other codings and broken or cut
+    streams are 400 naming the problem."""
     import gzip
     import zlib
 
@@ -899,9 +900,11 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
     body = json.dumps({"records": records(classifier_data(3)[0])}).encode()
     bomb = gzip.compress(b'{"records": [' + b" " * 100_000 + b"]}")
     assert len(bomb) < 4096
+    raw = zlib.compressobj(wbits=-15)
     sent = {
         "gzip": ("gzip", gzip.compress(body)),
         "deflate": ("deflate", zlib.compress(body)),
+        "raw deflate": ("deflate", raw.compress(body) + raw.flush()),
         "members": ("gzip", gzip.compress(body[:50]) + gzip.compress(body[50:])),
         "bomb": ("gzip", bomb),
         "br": ("br", body),
@@ -924,7 +927,7 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
             headers={"content-encoding": "gzip"},
         )
     assert plain.status_code == 200 and health.status_code == 200  # (no body: nothing to do)
-    for name in ("gzip", "deflate", "members"):
+    for name in ("gzip", "deflate", "raw deflate", "members"):
         assert answers[name].status_code == 200, answers[name].text
         assert answers[name].json()["predictions"] == plain.json()["predictions"]
     assert chunked.status_code == 200, chunked.text

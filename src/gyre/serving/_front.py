@@ -370,6 +370,14 @@ class Front:
 _CODINGS = {b"gzip": "gzip", b"x-gzip": "gzip", b"deflate": "deflate"}
 
 
+def _wrapped(data: bytes) -> bool:
+    """Whether ``data`` starts like a zlib or gzip stream (else: raw deflate). A zlib
+    header is a deflate method byte and a check byte making the pair a multiple of 31."""
+    if data[:2] == b"\x1f\x8b":
+        return True
+    return len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
 def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
     """``receive`` with a ``Content-Encoding: gzip`` or ``deflate`` body decompressed (as
     Triton's clients send with ``request_compression_algorithm``), never past ``limit``
@@ -383,14 +391,23 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
             f"Content-Encoding {encoding.decode('latin-1')!r} is not supported",
             hint="send the body uncompressed, or compressed with gzip or deflate",
         )
-    # 32 + 15: a zlib (deflate) or gzip header, whichever the body starts with
-    inflate = zlib.decompressobj(wbits=47)
+    # 32 + 15: a zlib (deflate) or gzip header, whichever the body starts with; a deflate
+    # body without either is raw deflate (RFC 1951), which some clients send for
+    # "deflate" although HTTP means the zlib format (RFC 9110, 8.4.1.2): read as such.
+    wbits = 47
+    inflate: Any = None
     size = 0
     fed = False  # whether any compressed byte came
 
     def decompress(data: bytes) -> bytes:
         """``data`` decompressed, member after member (a gzip body may hold several)."""
-        nonlocal inflate, size
+        nonlocal inflate, size, wbits
+        if inflate is None:
+            if not data:
+                return b""
+            if name == "deflate" and not _wrapped(data):
+                wbits = -15
+            inflate = zlib.decompressobj(wbits=wbits)
         parts: list[bytes] = []
         while data:
             try:
@@ -409,7 +426,7 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
                 )
             data = inflate.unused_data if inflate.eof else b""
             if data:  # the next member
-                inflate = zlib.decompressobj(wbits=47)
+                inflate = zlib.decompressobj(wbits=wbits)
         return b"".join(parts)
 
     async def decompressed_receive() -> Message:
@@ -421,7 +438,7 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
             return message  # no body at all (a GET, say): nothing to decompress
         fed = True
         body = decompress(message.get("body", b""))
-        if not message.get("more_body", False) and not inflate.eof:
+        if not message.get("more_body", False) and (inflate is None or not inflate.eof):
             raise InvalidArgument(
                 f"the request body ends before its {name} data does",
                 hint=f"send the whole {name} stream",
