@@ -1148,6 +1148,33 @@ async def test_feedback_labels_must_be_the_models_kind(
     assert number.status_code == 202
 
 
+async def test_feedback_labels_may_be_the_challengers_classes(
+    classifier: Model, tmp_path: Path
+) -> None:
+    """Under a canary that knows a class the primary does not (a challenger trained on a new
+    class), that class is a label the server takes; one neither knows is still refused."""
+    from sklearn.linear_model import LogisticRegression
+
+    from gyre.predictions import PredictionLog
+    from gyre.serving import Challenger
+
+    frame, label = classifier_data()
+    three = label + (frame["f3"] > 1).to_numpy()  # classes 0, 1, 2
+    save_model(LogisticRegression().fit(frame, three), tmp_path / "c3", input_example=frame[:5])
+    canary = Challenger(ServedModel("clf", "2", load_model(tmp_path / "c3")), "canary", 10)
+    log = PredictionLog(tmp_path / "spool", sync_interval_ms=5)
+    async with serving(
+        [ServedModel("clf", "1", classifier)], challengers=[canary], prediction_log=log
+    ) as client:
+        new_class = await client.post("/feedback/clf", json={"request_id": "a", "label": 2})
+        unknown = await client.post("/feedback/clf", json={"request_id": "b", "label": 7})
+    assert new_class.status_code == 202, new_class.text
+    assert unknown.status_code == 400
+    assert unknown.json()["message"] == (
+        "label 7 for request 'b' is not one of model 'clf''s classes [0, 1, 2]"
+    )
+
+
 async def test_feedback_without_a_log_is_404(classifier: Model) -> None:
     async with serving([ServedModel("clf", "1", classifier)]) as client:
         answer = await client.post("/feedback/clf", json={"request_id": "a", "label": 1})

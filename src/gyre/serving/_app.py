@@ -911,9 +911,10 @@ def _gyre_routes(server: _Server) -> list[Route]:
                 "feedback is not recorded: the prediction log is off",
                 hint="start `gyre serve` without --no-log",
             )
-        primary = server.slot(name).primary
-        if primary is not None:
-            _check_labels(name, primary.model.task, pairs)
+        slot = server.slot(name)
+        tasks = [d.model.task for d in (slot.primary, slot.challenger) if d is not None]
+        if tasks:  # (a canary or shadow may know classes the primary does not)
+            _check_labels(name, tasks, pairs)
         server.append_pending()  # predictions answered this turn first: labels may name them
         result = server.log.append_feedback(name, pairs)
         info.rows = len(pairs)
@@ -1056,21 +1057,26 @@ def _gyre_routes(server: _Server) -> list[Route]:
     ]
 
 
-def _check_labels(model: str, task: Any, pairs: list[tuple[str, Any]]) -> None:
-    """Labels a classifier does not have among its classes, or a regressor's that are not
+def _check_labels(model: str, tasks: list[Any], pairs: list[tuple[str, Any]]) -> None:
+    """Labels no served classifier has among its classes, or a regressor's that are not
     numbers, are refused (InvalidArgument naming the first): the log keeps every label of
-    a model in one column, which a stray ``"yes"`` among integers would turn into text."""
-    if task.kind == "classifier" and task.classes is not None:
-        classes = list(task.classes)
+    a model in one column, which a stray ``"yes"`` among integers would turn into text.
+    ``tasks``: those of the versions served under the name (primary, then challenger); a
+    label is accepted when one of them knows it."""
+    classes: list[Any] = []
+    for task in tasks:
+        if task.kind == "classifier" and task.classes is not None:
+            classes += [c for c in np.asarray(task.classes).tolist() if c not in classes]
+    if classes and all(t.kind == "classifier" for t in tasks):
         known = set(classes)
         for rid, label in pairs:
             if isinstance(label, list | dict) or label not in known:
                 raise InvalidArgument(
                     f"label {label!r} for request {rid!r} is not one of model {model!r}'s "
-                    f"classes {np.asarray(classes).tolist()}",
+                    f"classes {classes}",
                     hint="send the true class, as /predict answers it",
                 )
-    elif task.kind == "regressor":
+    elif all(t.kind == "regressor" for t in tasks):
         for rid, label in pairs:
             if isinstance(label, bool) or not isinstance(label, int | float):
                 raise InvalidArgument(
