@@ -174,6 +174,11 @@ def test_demo_runs_the_whole_loop_end_to_end(
     assert "labelled predictions after the change" in out.stdout
     report = Path(os.environ["GYRE_HOME"]) / "demo-drift-report.html"
     assert "<svg" in report.read_text(), "the demo leaves its drift report, with charts"
+    [said] = [line for line in out.stdout.splitlines() if line.startswith("drift report:")]
+    drifted = int(said.split(" predictions, ")[1].split(" drifted")[0])
+    assert drifted >= 1 and "monthly_charges in" in said, (
+        "the report counts as drifted the windows the monitor alerted on, by column: " + said
+    )
     monkeypatch.setenv("GYRE_HOME", str(tmp_path / "another-home"))
     again = gyre_cli("demo", "--fast", check=True)
     split = [line for line in out.stdout.splitlines() if "predictions (v" in line]

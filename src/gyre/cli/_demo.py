@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections import Counter
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,6 +69,7 @@ POLICY = {
     "latency": {"single_p99_ms": 500},
 }
 CANARY_PERCENT = 30
+DRIFT_SHARE = 0.25  # the monitor's data drift check, and the drift report: a quarter of the columns
 
 
 @dataclass
@@ -281,7 +283,7 @@ class Demo:
                 "cooldown": "1h",
                 "min_rows": 100,
                 "checks": [
-                    {"kind": "data_drift", "drift_share": 0.25},
+                    {"kind": "data_drift", "drift_share": DRIFT_SHARE},
                     {"kind": "performance", "metric": "accuracy", "threshold": {"lower": 0.75}},
                     {"kind": "error_drift", "detector": "adwin"},
                 ],
@@ -371,7 +373,13 @@ class Demo:
         """The drift report of ``version``'s traffic so far, as one HTML file."""
         from gyre.models import ReferenceProfile
         from gyre.models._manifest import MANIFEST_FILE, ModelManifest
-        from gyre.monitoring import MonitorReport, drift_over_time, log_windows, render_html
+        from gyre.monitoring import (
+            DriftOptions,
+            MonitorReport,
+            drift_over_time,
+            log_windows,
+            render_html,
+        )
 
         folder = self.registry.download(f"models:/{MODEL_NAME}/{version}")
         manifest = ModelManifest.read(folder / MANIFEST_FILE)
@@ -386,15 +394,20 @@ class Demo:
             until=datetime.now(UTC),
             rows=rows,
         )
-        per_window, overall = drift_over_time(reference, windows, outputs_reference=outputs)
+        per_window, overall = drift_over_time(
+            reference, windows, DriftOptions(drift_share=DRIFT_SHARE), outputs_reference=outputs
+        )
         report = MonitorReport(MODEL_NAME, version, f"{rows} rows", per_window, overall)
         path = config.gyre_home() / "demo-drift-report.html"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(render_html(report), encoding="utf-8")
-        drifted = sum(1 for w in per_window if w.features.dataset_drift)
+        drifted = [w for w in per_window if w.features.dataset_drift]
+        # which columns, by how many of those windows (the ones the monitor named lead)
+        columns = Counter(c for w in drifted for c in w.features.drifted).most_common()
+        named = f" (columns: {', '.join(f'{c} in {n}' for c, n in columns)})" if columns else ""
         console.print(
-            f"drift report: {len(per_window)} windows of {rows} predictions, {drifted} drifted "
-            f"→ [bold]{path}[/]",
+            f"drift report: {len(per_window)} windows of {rows} predictions, {len(drifted)} "
+            f"drifted{named} → [bold]{path}[/]",
             soft_wrap=True,
         )
         return path
