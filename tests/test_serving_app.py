@@ -42,15 +42,17 @@ def anyio_backend() -> str:
 
 
 class Doubler:
-    """A python-flavor model: doubles ``x``; fails on 666; sleeps ``config['sleep']`` s."""
+    """A python-flavor model: doubles ``x``; fails on 666; sleeps ``config['sleep']`` s (on
+    every call, or only on one holding ``config['sleep_on']`` when that is set)."""
 
     config: dict[str, Any] = {"sleep": 0.0}
 
     def load_context(self, context: Any) -> None:
         self.sleep = float(context.config.get("sleep", 0.0))
+        self.sleep_on = context.config.get("sleep_on")
 
     def predict(self, context: Any, model_input: Any) -> Any:
-        if self.sleep:
+        if self.sleep and (self.sleep_on is None or (model_input["x"] == self.sleep_on).any()):
             time.sleep(self.sleep)
         if (model_input["x"] == 666).any():
             raise ValueError("666 is not allowed")
@@ -77,11 +79,11 @@ def save_classifier(path: Path) -> Path:
     return path
 
 
-def save_doubler(path: Path, sleep: float = 0.0) -> Path:
+def save_doubler(path: Path, sleep: float = 0.0, sleep_on: float | None = None) -> Path:
     import pandas as pd
 
     model = Doubler()
-    model.config = {"sleep": sleep}
+    model.config = {"sleep": sleep, "sleep_on": sleep_on}
     save_model(model, path, input_example=pd.DataFrame({"x": [1.0, 2.0]}))
     return path
 
@@ -967,9 +969,36 @@ async def test_metrics_expose_the_series(classifier: Model) -> None:
         'gyre_serving_batch_rows_sum{model="clf",version="4"} 3.0',
         'gyre_serving_queue_rows{model="clf",version="4"} 0.0',
         "gyre_serving_inflight_requests 1.0",
-        'stat="oldest_unsynced_ms"} 1.5',
+        'gyre_serving_rows_total{endpoint="predict",model="clf",version="4"} 3.0',
+        "gyre_prediction_log_oldest_unsynced_seconds 0.0015",
+        "gyre_prediction_log_unsynced_records 0.0",
     ):
         assert series in text, series
+    assert "_created" not in text, "the series a scrape lists do not depend on the workers"
+
+
+async def test_refusals_before_routing_count_under_the_model_named(classifier: Model) -> None:
+    """A body over the limit, or a version the model does not have, is counted (and
+    logged) under the served model the path names; a name no model has stays out of the
+    labels. Rows are counted for every endpoint that scores them."""
+    limits = Limits(max_request_bytes=2048)
+    async with serving([ServedModel("clf", "4", classifier)], limits=limits) as client:
+        big = await client.post("/predict/clf", content=b"[" + b" " * 4096 + b"]")
+        version = await client.post("/predict/clf/versions/99", json=[{"f0": 1.0}])
+        unknown = await client.post("/predict/nope", json=[{"f0": 1.0}])
+        tensor = oip_matrix(classifier_data(2)[0].to_numpy())
+        infer = await client.post("/v2/models/clf/infer", json=tensor)
+        text = (await client.get("/metrics")).text
+    assert (big.status_code, version.status_code, unknown.status_code) == (413, 404, 404)
+    assert infer.status_code == 200
+    for series in (
+        'gyre_serving_requests_total{endpoint="predict",model="clf",status="413",version=""} 1.0',
+        'gyre_serving_requests_total{endpoint="predict",model="clf",status="404",version=""} 1.0',
+        'gyre_serving_requests_total{endpoint="predict",model="",status="404",version=""} 1.0',
+        'gyre_serving_rows_total{endpoint="infer",model="clf",version="4"} 2.0',
+    ):
+        assert series in text, series
+    assert 'model="nope"' not in text
 
 
 async def test_access_log_and_request_ids(

@@ -5,6 +5,7 @@ command's auth rules."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -128,13 +129,81 @@ def _compactors(spool: Path) -> list[int]:
 
 
 def _log_stats(url: str) -> dict[str, float]:
-    """The ``gyre_prediction_log`` numbers of the worker that answers ``/metrics``."""
+    """The ``gyre_prediction_log_*`` series of a scrape of ``/metrics`` (name without the
+    prefix -> value), read with Prometheus's own text parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     return {
-        line.split('stat="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("gyre_prediction_log{")
+        sample.name.removeprefix("gyre_prediction_log_"): sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name.startswith("gyre_prediction_log_")
     }
+
+
+def _workers(server: subprocess.Popen[bytes]) -> list[int]:
+    """The pids of the uvicorn worker processes of ``gyre serve`` process ``server``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if parent == server.pid and b"spawn_main" in argv and b"resource_tracker" not in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def _inflight(url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    [family] = [f for f in text_string_to_metric_families(metrics)
+                if f.name == "gyre_serving_inflight_requests"]  # fmt: skip
+    return float(family.samples[0].value)
+
+
+def test_the_gauges_of_a_killed_worker_leave_the_metrics(tmp_path: Path) -> None:
+    """Workers killed with SIGKILL while they held requests: once they are replaced, the
+    requests they held are no longer counted as in flight (their gauges used to stay in
+    every scrape for as long as the server ran)."""
+    model_dir = save_doubler(tmp_path / "slow", sleep=60, sleep_on=-1.0)
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home")}
+    with _gyre_serve(tmp_path, [f"slow={model_dir}", "--workers", "2", "--no-log"], env) as (
+        server,
+        url,
+    ):
+
+        def hold() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # (its worker is killed under it)
+                httpx.post(f"{url}/predict/slow", json=[{"x": -1.0}], timeout=90)
+
+        held = [threading.Thread(target=hold, daemon=True) for _ in range(4)]
+        for thread in held:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while _inflight(url) < 5:  # the four, and the scrape itself
+            assert time.monotonic() < deadline, "the slow requests were never in flight"
+            time.sleep(0.1)  # poll interval
+        before = _workers(server)
+        assert len(before) == 2
+        for pid in before:
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while len(set(_workers(server)) - set(before)) < 2:  # uvicorn replaced both
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.1)  # poll interval
+        wait_ready(url, alive=lambda: server.poll() is None)
+        # idle now: each worker counts at most the scrape it answers (one a second old)
+        while (now := _inflight(url)) > 2:
+            assert time.monotonic() < deadline, f"{now} requests still counted in flight"
+            time.sleep(0.1)  # poll interval
+        assert server.poll() is None
 
 
 def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> None:
@@ -164,11 +233,18 @@ def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> No
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.05)  # poll interval
         # and /metrics says so, though no worker compacted anything (the compactor's
-        # numbers are written after its run, a moment after the rows are queryable)
-        while (values := _log_stats(url)).get("compactor_compacted_records") != 10:
+        # numbers are written after its run, a moment after the rows are queryable); the
+        # workers' totals are summed, whichever of them answers the scrape
+        while (values := _log_stats(url)).get("compactor_compacted_records_total") != 10 or (
+            values.get("appended_records_total") != 10
+        ):
             assert time.monotonic() < deadline, values
             time.sleep(0.05)  # poll interval
-        assert values["compacted_records"] == 0 and values["compactor_last_run_failed"] == 0
+        assert values["compacted_records_total"] == 0
+        assert values["compactor_last_run_failed"] == 0
+        again = [_log_stats(url) for _ in range(4)]  # (answered by either worker)
+        assert [v["appended_records_total"] for v in again] == [10.0] * 4
+        assert all(v["oldest_unsynced_seconds"] < 60 for v in again)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=60) == 0
     assert query(store, "dbl").num_rows == 10
@@ -499,7 +575,8 @@ def test_serve_refuses_a_port_out_of_range(
 
 def test_serve_on_port_zero_says_where_the_port_is_told(tmp_path: Path) -> None:
     """``--port 0``: the banner does not claim ``:0``; it points at uvicorn's log line,
-    which names the port the server then answers on."""
+    which names the port the server then answers on. Read by a log collector (standard
+    error not a terminal), the banner is a JSON log line like the rest, however long."""
     import re
 
     model_dir = save_classifier(tmp_path / "clf")
@@ -508,7 +585,7 @@ def test_serve_on_port_zero_says_where_the_port_is_told(tmp_path: Path) -> None:
         server = subprocess.Popen(
             [sys.executable, "-c", "import sys; from gyre.cli import main; "
              "sys.exit(main(sys.argv[1:]))", "serve", str(model_dir), "--no-log", "--port", "0"],
-            env={**os.environ, "COLUMNS": "300"}, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "80"}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:
             deadline = time.monotonic() + READY_SECONDS
@@ -523,7 +600,10 @@ def test_serve_on_port_zero_says_where_the_port_is_told(tmp_path: Path) -> None:
             if server.poll() is None:
                 server.kill()
                 server.wait()
-    banner = log.read_text().splitlines()[0]
+    # standard error is not a terminal here: every line is a JSON log line, the banner too
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    banner = lines[0]["msg"]
+    assert lines[0]["logger"] == "gyre.serving" and lines[0]["level"] == "info"
     assert banner.startswith(
         "gyre serve on http://127.0.0.1, a free port (see 'Uvicorn running on' below): "
     ), banner

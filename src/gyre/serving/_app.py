@@ -986,8 +986,6 @@ def _gyre_routes(server: _Server) -> list[Route]:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         info.rows = rows
-        if server.telemetry is not None:
-            server.telemetry.rows_scored(dep.name, dep.version, "batch", rows)
 
         async def stream() -> AsyncIterator[bytes]:
             try:
@@ -1230,4 +1228,5 @@ def create_app(
         max_inflight_bytes=limits.max_inflight_bytes,
         access_log=access_log,
         fast=fast,
+        models=server.slots,
     )

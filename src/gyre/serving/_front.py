@@ -23,7 +23,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
@@ -158,6 +158,9 @@ class RequestInfo:
         self.variant = variant  # the log context is this object: nothing to set
 
 
+_MODEL_PATH = re.compile(r"/(?:v2/models|predict|batch|feedback)/([^/]+)")
+
+
 def _endpoint(path: str) -> str:
     if path.endswith("/infer"):
         return "infer"
@@ -193,8 +196,10 @@ class Front:
         max_inflight_bytes: int = 64 * 1024 * 1024,
         access_log: bool = True,
         fast: FastRoutes | None = None,
+        models: Collection[str] = (),
     ) -> None:
         self.app = app
+        self.models = frozenset(models)  # the served names (refusals are counted under them)
         self.fast = fast
         self.telemetry = telemetry
         self.gate = gate
@@ -205,6 +210,13 @@ class Front:
         self.inflight_bytes = 0  # declared bodies of the requests held now (see Limits)
         self.access_log = access_log
         self.inflight = 0
+
+    def _named_model(self, path: str) -> str:
+        """The served model a model route's ``path`` names, else "" (so that a name no
+        model has never becomes a label)."""
+        found = _MODEL_PATH.match(path)
+        name = found.group(1) if found else ""
+        return name if name in self.models else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -303,6 +315,8 @@ class Front:
             else:
                 await self.app(scope, limited, send_wrapped)
         except GyreError as err:
+            if not info.model:  # refused before routing (a limit, auth, a version unknown)
+                info.model = self._named_model(path)
             if not response_started:
                 await self._error(send_wrapped, err, path)
             else:
@@ -330,7 +344,7 @@ class Front:
             if self.telemetry is not None:
                 self.telemetry.inflight(-1)
                 self.telemetry.request_done(
-                    info.model, info.version, info.endpoint, status, elapsed
+                    info.model, info.version, info.endpoint, status, elapsed, info.rows
                 )
             if self.access_log and access.isEnabledFor(_INFO):
                 method = scope["method"]

@@ -8,7 +8,7 @@ Series (labels in brackets)::
     gyre_serving_batch_rows{model,version}                       rows per predict call
     gyre_serving_queue_rows{model,version}                       rows waiting to be batched
     gyre_serving_inflight_requests                               requests being handled
-    gyre_serving_rows_total{model,version,endpoint}              rows scored
+    gyre_serving_rows_total{model,version,endpoint}              rows scored (predict, infer, batch)
     gyre_serving_variant_requests_total{model,version,variant}   requests routed, by variant
                                                                  (primary, canary, shadow)
     gyre_serving_shadow_total{model,version,outcome}             mirrored requests: ok, failed,
@@ -17,7 +17,12 @@ Series (labels in brackets)::
     gyre_serving_reload_failing{model,alias}                     1 while the alias points at a
                                                                  version that failed to load
     gyre_serving_sync_total{outcome}                             edge syncs: ok, failed
-    gyre_prediction_log{stat,pid}                                numbers from PredictionLog.stats()
+    gyre_prediction_log_unsynced_records                         logged, not yet synced to disk
+    gyre_prediction_log_oldest_unsynced_seconds                  the sync lag (the worst worker)
+    gyre_prediction_log_spool_files, ..._spool_bytes             the backlog of compaction
+    gyre_prediction_log_{appended,synced}_records_total          totals of the workers' logs
+    gyre_prediction_log_compactor_compacted_records_total        the compactor process's work
+                                                                 (and its other numbers)
 
 ``model`` is empty for requests that named no served model, so unknown names cannot blow
 up the label set.
@@ -30,9 +35,10 @@ in a scrape). A Prometheus update costs about a microsecond, several per request
 local count a tenth of that.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (``gyre serve --workers N`` sets it to a fresh
-folder), counters and histograms are summed over all workers; the two gauges are summed
-over live workers, and ``gyre_prediction_log`` reports the worker that answered the scrape
-(its ``pid`` label says which).
+folder), counters and histograms are summed over all workers; the gauges are summed over
+the live workers (the log's lag and the spool folder they share: the largest); the gauges of
+a worker that died without stopping (SIGKILL) are dropped at the next scrape. The
+compactor's numbers come from its status file, the same whichever worker answers.
 """
 
 from __future__ import annotations
@@ -41,10 +47,17 @@ import os
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
@@ -53,6 +66,7 @@ __all__ = ["CONTENT_TYPE", "Telemetry"]
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+_SCORING = frozenset({"predict", "infer", "batch"})  # endpoints whose rows are predictions
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
 )  # fmt: skip
@@ -80,34 +94,103 @@ class _Observed:
                 value.inc(count)
 
 
-class _LogStats(Collector):
-    """Reads ``stats()`` of the prediction log at scrape time."""
+# PredictionLog.stats() of each worker, as series summed (or, for the spool folder the
+# workers share and for lag, the largest) over the live workers: key -> (name, help, mode,
+# scale to base units).
+_LOG_GAUGES = {
+    "unsynced_records": ("gyre_prediction_log_unsynced_records",
+                         "Predictions logged and not yet synced to disk.", "livesum", 1.0),
+    "oldest_unsynced_ms": ("gyre_prediction_log_oldest_unsynced_seconds",
+                           "How long the oldest prediction not yet synced to disk has waited "
+                           "(the longest of the workers).", "livemax", 0.001),
+    "spool_files": ("gyre_prediction_log_spool_files",
+                    "Spool files waiting to be compacted into Parquet segments.", "livemax", 1.0),
+    "spool_bytes": ("gyre_prediction_log_spool_bytes",
+                    "Bytes of the spool files waiting to be compacted.", "livemax", 1.0),
+}  # fmt: skip
+# Totals of each worker's log, summed over all workers: key -> help.
+_LOG_TOTALS = {
+    "appended_records": "Predictions (rows) and labels appended to the prediction log.",
+    "synced_records": "Predictions (rows) and labels synced to disk.",
+    "compacted_records": "Records compacted by the workers themselves (gyre serve leaves "
+    "compaction to its compactor process: see gyre_prediction_log_compactor_*).",
+    "segments_written": "Parquet segments written by the workers themselves.",
+    "torn_records": "Records lost in a torn spool line (a crash mid-write).",
+    "damaged_lines": "Spool lines that could not be read at compaction.",
+    "compaction_failures": "Compactions by the workers that failed (retried later).",
+}
+# The compactor process's numbers (from its status file, the same whichever worker is
+# asked): stats() key -> (name, help, counter or gauge, scale).
+_COMPACTOR = {
+    "compactor_compacted_records": ("gyre_prediction_log_compactor_compacted_records",
+                                    "Records the compactor process wrote into Parquet segments.",
+                                    "counter", 1.0),
+    "compactor_segments_written": ("gyre_prediction_log_compactor_segments_written",
+                                   "Parquet segments the compactor process wrote.", "counter", 1.0),
+    "compactor_torn_records": ("gyre_prediction_log_compactor_torn_records",
+                               "Torn spool records the compactor process found.", "counter", 1.0),
+    "compactor_damaged_lines": ("gyre_prediction_log_compactor_damaged_lines",
+                                "Damaged spool lines the compactor process found.", "counter", 1.0),
+    "compactor_failures": ("gyre_prediction_log_compactor_failures",
+                           "Compaction runs that failed (retried later).", "counter", 1.0),
+    "compactor_runs": ("gyre_prediction_log_compactor_runs",
+                       "Compaction runs of the compactor process.", "counter", 1.0),
+    "compactor_last_run_age_s": ("gyre_prediction_log_compactor_last_run_age_seconds",
+                                 "Seconds since the compactor process last ran.", "gauge", 1.0),
+    "compactor_last_run_failed": ("gyre_prediction_log_compactor_last_run_failed",
+                                  "1 when the compactor's last run failed (the artifact store "
+                                  "unreachable, say).", "gauge", 1.0),
+    "compactor_processes": ("gyre_prediction_log_compactor_processes",
+                            "Compactor processes reporting for this spool folder.", "gauge", 1.0),
+}  # fmt: skip
 
-    def __init__(self, stats: Callable[[], Mapping[str, Any]]) -> None:
-        self._stats = stats
+
+class _CompactorStats(Collector):
+    """The compactor process's numbers as of the last :meth:`Telemetry.flush` (which runs
+    before every scrape), read from its status file: the same in every worker, so they are
+    reported by whichever answers rather than summed."""
+
+    def __init__(self) -> None:
+        self.latest: Mapping[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(
-            "gyre_prediction_log",
-            "Prediction log spool statistics (PredictionLog.stats()), per worker.",
-            labels=["stat", "pid"],
-        )
-        try:
-            stats = self._stats()
-        except Exception:  # a scrape must not fail because the log could not answer
-            stats = {}
-        pid = str(os.getpid())
-        for key, value in stats.items():
+        for key, (name, doc, kind, scale) in _COMPACTOR.items():
+            value = self.latest.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
-            family.add_metric([re.sub(r"[^a-zA-Z0-9_]", "_", str(key)), pid], float(value))
-        yield family
+            family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc)
+            family.add_metric([], float(value) * scale)
+            yield family
+
+
+def _dead_worker_pids(folder: str) -> set[int]:
+    """The processes that left live gauge files in the multiprocess ``folder`` and are gone
+    (a worker killed with SIGKILL never removes its own)."""
+    pids = set()
+    for entry in os.scandir(folder):
+        found = _LIVE_FILE.fullmatch(entry.name)
+        if found is None:
+            continue
+        pid = int(found.group(1))
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            pids.add(pid)
+        except OSError:  # (alive, another user's)
+            pass
+    return pids
+
+
+_LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 
 class Telemetry:
     """The app's metrics; children are cached so the hot path skips ``labels()``."""
 
     def __init__(self, log_stats: Callable[[], Mapping[str, Any]] | None = None) -> None:
+        # no *_created series: a multi-worker server's scrape has none (the client's
+        # multiprocess mode does not write them), and one worker's must list the same series
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self._requests = Counter(
@@ -186,15 +269,27 @@ class Telemetry:
             ["outcome"],
             registry=reg,
         )
-        self._log_stats = _LogStats(log_stats) if log_stats is not None else None
-        if self._log_stats is not None:
-            reg.register(self._log_stats)
+        self._log_source = log_stats
+        self._log_gauges: dict[str, Any] = {}
+        self._log_totals: dict[str, Any] = {}
+        self._log_seen: dict[str, float] = {}  # the totals as last handed over
+        self._compactor: _CompactorStats | None = None
+        if log_stats is not None:
+            for key, (name, doc, mode, _) in _LOG_GAUGES.items():
+                self._log_gauges[key] = Gauge(
+                    name, doc, registry=reg, multiprocess_mode=cast(Any, mode)
+                )
+            for key, doc in _LOG_TOTALS.items():
+                self._log_totals[key] = Counter(f"gyre_prediction_log_{key}", doc, registry=reg)
+            self._compactor = _CompactorStats()
+            reg.register(self._compactor)
         self._cache: dict[tuple[object, ...], Any] = {}
         # Counted since the last flush (event loop thread only), see the module docstring.
         self._done: dict[tuple[str, str, str, int], _Observed] = {}
         self._batches: dict[tuple[str, str], _Observed] = {}
         self._routes: dict[tuple[str, str, str], int] = {}
         self._queues: dict[tuple[str, str], int] = {}
+        self._scored: dict[tuple[str, str, str], int] = {}
         self._inflight_now = 0
         self._inflight_seen = 0
 
@@ -206,8 +301,10 @@ class Telemetry:
         return child
 
     def request_done(
-        self, model: str, version: str, endpoint: str, status: int, seconds: float
+        self, model: str, version: str, endpoint: str, status: int, seconds: float, rows: int = 0
     ) -> None:
+        """A request answered; ``rows``: the rows it had scored (predictions, not labels),
+        counted when it succeeded."""
         key = (model, version, endpoint, status)
         seen = self._done.get(key)
         if seen is None:
@@ -215,9 +312,9 @@ class Telemetry:
         seen.count += 1
         seen.total += seconds
         seen.buckets[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
-
-    def rows_scored(self, model: str, version: str, endpoint: str, rows: int) -> None:
-        self._child(self._rows, model, version, endpoint).inc(rows)
+        if rows and status < 400 and endpoint in _SCORING:
+            where = (model, version, endpoint)
+            self._scored[where] = self._scored.get(where, 0) + rows
 
     def batch(self, model: str, version: str, rows: int) -> None:
         key = (model, version)
@@ -242,6 +339,7 @@ class Telemetry:
         batches, self._batches = self._batches, {}
         routes, self._routes = self._routes, {}
         queues, self._queues = self._queues, {}
+        scored, self._scored = self._scored, {}
         for (model, version, endpoint, status), seen in done.items():
             code = str(status)
             self._child(self._requests, model, version, endpoint, code).inc(seen.count)
@@ -250,6 +348,8 @@ class Telemetry:
             seen.add_to(self._child(self._latency, model, version, endpoint))
         for (model, version), seen in batches.items():
             seen.add_to(self._child(self._batch_rows, model, version))
+        for (model, version, endpoint), rows in scored.items():
+            self._child(self._rows, model, version, endpoint).inc(rows)
         for (model, version, variant), count in routes.items():
             self._child(self._variants, model, version, variant).inc(count)
         for (model, version), rows in queues.items():
@@ -257,6 +357,27 @@ class Telemetry:
         if self._inflight_now != self._inflight_seen:
             self._inflight.set(self._inflight_now)
             self._inflight_seen = self._inflight_now
+        if self._log_source is not None:
+            self._flush_log(self._log_source)
+
+    def _flush_log(self, source: Callable[[], Mapping[str, Any]]) -> None:
+        try:
+            stats = source()
+        except Exception:  # metrics must not fail because the log could not answer
+            return
+        for key, (_, _, _, scale) in _LOG_GAUGES.items():
+            value = stats.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self._log_gauges[key].set(float(value) * scale)
+        seen = self._log_seen
+        for key, counter in self._log_totals.items():
+            value = stats.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                if value > seen.get(key, 0.0):
+                    counter.inc(value - seen.get(key, 0.0))
+                seen[key] = float(value)
+        if self._compactor is not None:
+            self._compactor.latest = stats
 
     def shadowed(self, model: str, version: str, outcome: str) -> None:
         self._child(self._shadow, model, version, outcome).inc()
@@ -279,10 +400,12 @@ class Telemetry:
             return generate_latest(self.registry)
         from prometheus_client import multiprocess
 
+        for pid in _dead_worker_pids(os.environ[MULTIPROC_ENV]):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        if self._log_stats is not None:
-            registry.register(self._log_stats)
+        if self._compactor is not None:
+            registry.register(self._compactor)
         return generate_latest(registry)
 
     @staticmethod
