@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections import Counter
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path

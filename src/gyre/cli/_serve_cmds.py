@@ -16,8 +16,10 @@ kept on local disk and, with ``--sync-to``, copied to a central store in the bac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -356,9 +358,11 @@ def serve(
 
     err = Console(stderr=True)
     if use_auth and not active:
-        err.print(
+        _announce(
+            err,
             "[yellow]auth is on but no active token exists: every request will get 401 until "
-            "you run `gyre tokens create NAME --scope predict`[/yellow]"
+            "you run `gyre tokens create NAME --scope predict`[/yellow]",
+            logging.WARNING,
         )
     served = ", ".join(f"{s.name} v{s.version}" for s in specs)
     for c in challengers:
@@ -375,10 +379,11 @@ def serve(
     if not port:
         where = f"[bold]http://{_url_host(host)}[/bold], a free port"
         where += " (see 'Uvicorn running on' below)"
-    err.print(
+    _announce(
+        err,
         f"gyre serve on {where}: {served} "
         f"(auth {'on' if use_auth else 'off'}, {workers} worker{'s' if workers > 1 else ''}, "
-        f"batches up to {max_batch_size} rows, log {'on' if spool else 'off'}{extras})"
+        f"batches up to {max_batch_size} rows, log {'on' if spool else 'off'}{extras})",
     )
     os.environ[_SPEC_ENV] = json.dumps(spec)
     os.environ["GYRE_TRACKING_URI"] = tracking
@@ -724,6 +729,23 @@ def predict(
         f"scored {stats.rows:,} rows in {stats.seconds:.2f} s "
         f"({stats.rows_per_second:,.0f} rows/s) -> {output}"
     )
+
+
+def _announce(err: Console, message: str, level: int = logging.INFO) -> None:
+    """A line of ``gyre serve``'s start: rich text for a person at a terminal; otherwise
+    (a log collector reading standard error) one JSON log line like every other line the
+    server writes there, unwrapped."""
+    if err.is_terminal:
+        err.print(message)
+        return
+    from rich.text import Text
+
+    from gyre._jsonlog import JsonFormatter
+
+    plain = Text.from_markup(message).plain
+    record = logging.LogRecord("gyre.serving", level, __file__, 0, plain, None, None)
+    sys.stderr.write(JsonFormatter().format(record) + "\n")
+    sys.stderr.flush()
 
 
 def _count_lines(path: Path, *, header: bool) -> int | None:
