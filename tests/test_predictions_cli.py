@@ -181,6 +181,50 @@ def test_sync_refuses_a_folder_that_is_not_a_prediction_log(
         _check_source(not_yet, "--from")
 
 
+def test_sync_carries_what_a_stopped_edge_server_left_in_its_spool(
+    app: typer.Typer, tmp_path: Path
+) -> None:
+    """An edge box's server killed before it compacted: its answered predictions are in
+    ``spool/`` beside ``store/``. ``gyre sync --from .../store`` compacts them and carries
+    them to central (it used to sync the store alone: "0 entries", the rows stranded)."""
+    log = PredictionLog(tmp_path / "log" / "spool")  # no store: nothing compacted
+    log.append(records(5))
+    log.close()
+    central = tmp_path / "central"
+    store = str(tmp_path / "log" / "store")
+    done = json.loads(_invoke(app, "sync", "--from", store, "--to", str(central), "--json"))
+    assert done["spool_rows_compacted"] == 5 and done["models"] == ["churn"]
+    assert query(open_artifact_store(str(central)), "churn").num_rows == 5
+    assert not list((tmp_path / "log" / "spool").glob("*.jsonl"))
+    again = json.loads(_invoke(app, "sync", "--from", store, "--to", str(central), "--json"))
+    assert (again["spool_rows_compacted"], again["entries"]) == (0, 0)
+    assert query(open_artifact_store(str(central)), "churn").num_rows == 5
+
+
+@pytest.mark.parametrize(
+    ("to", "guess"),
+    [("127.0.0.1:5050", "http://127.0.0.1:5050"), ("gyre.internal", "http://gyre.internal"),
+     ("http//gyre.internal", None), ("relative/folder", "http://relative/folder")],
+)  # fmt: skip
+def test_sync_refuses_a_central_that_would_be_a_folder_here(
+    app: typer.Typer,
+    logged: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    to: str,
+    guess: str | None,
+) -> None:
+    """``--to host:port`` or a bare host name would be a folder of that name in the working
+    directory, and the sync would "succeed" into it."""
+    monkeypatch.chdir(tmp_path)
+    refused = _refused(app, "sync", "--to", to)
+    assert isinstance(refused, InvalidArgument)
+    assert refused.message == f"--to {to!r} names neither a server nor an absolute folder"
+    if guess is not None:
+        assert refused.hint is not None and f"did you mean {guess!r}?" in refused.hint
+    assert not (tmp_path / to.split("/")[0]).exists(), "no folder made of the name"
+
+
 def test_sync_command_copies_then_finds_nothing_new(
     app: typer.Typer, logged: Path, tmp_path: Path
 ) -> None:

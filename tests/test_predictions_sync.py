@@ -8,10 +8,10 @@ import pytest
 
 from gyre.artifacts import ArtifactStore, open_artifact_store
 from gyre.artifacts._http import HttpArtifactStore
-from gyre.errors import BackendUnavailable, InvalidArgument
+from gyre.errors import BackendUnavailable, InvalidArgument, Unauthorized
 from gyre.predictions import PredictionLog, SyncReport, query, sync
 from tests.fixtures.predictions import BASE_MS, FailingStore, records
-from tests.fixtures.server import LiveServer, free_port
+from tests.fixtures.server import LiveServer, ServerFactory, free_port
 
 DAY_MS = 86_400_000
 
@@ -98,7 +98,7 @@ def test_unreachable_central_raises_naming_it_and_leaves_local_intact(
         pytest.raises(BackendUnavailable, match=url) as caught,
     ):
         sync(local, central)
-    assert "serving goes on" in str(caught.value)
+    assert "the next sync copies what this one did not" in str(caught.value)
     assert _rows(local, "churn") == before
     assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "edge").rglob("*")) == files
 
@@ -120,3 +120,24 @@ def test_edges_merge_into_one_central_store(tmp_path: Path) -> None:
         sync(store, central)
     ids = query(central, "churn").column("request_id").to_pylist()
     assert sorted(ids) == sorted(f"{e}-{i}" for e in "ab" for i in range(4))
+
+
+def test_a_sync_with_nothing_to_copy_still_reaches_central(
+    tmp_path: Path, server_factory: ServerFactory
+) -> None:
+    """A sync that reports success has reached central: an empty edge store against an
+    unreachable central, or one that refuses the token, fails (it used to report 0 entries
+    copied, as if all were well, until the first compaction)."""
+    empty = open_artifact_store(str(tmp_path / "empty"))
+    url = f"http://127.0.0.1:{free_port()}"
+    with HttpArtifactStore(url, retry_seconds=0.2) as down, pytest.raises(BackendUnavailable):
+        sync(empty, down)
+    guarded = server_factory(auth=True)
+    with (
+        HttpArtifactStore(guarded.url, token="not-a-token", retry_seconds=1.0) as central,
+        pytest.raises(Unauthorized) as refused,
+    ):
+        sync(empty, central)
+    assert repr(guarded.url) in refused.value.message
+    assert refused.value.hint is not None and "GYRE_TOKEN" in refused.value.hint
+    assert "'write' scope" in refused.value.hint

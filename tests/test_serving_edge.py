@@ -26,7 +26,7 @@ from gyre.models._bundle import write_bundle
 from gyre.predictions import query
 from gyre.serving._edge import EdgeSync
 from tests.fixtures.predictions import FailingStore
-from tests.fixtures.server import free_port, wait_healthy
+from tests.fixtures.server import ServerFactory, free_port, wait_healthy
 from tests.test_serving_app import lifespan
 from tests.test_serving_batch import _cli
 from tests.test_serving_deploy import EXAMPLE, scaled
@@ -232,3 +232,21 @@ def test_edge_refuses_a_sync_target_gyre_sync_refuses(
     assert result.exception.message == f"--sync-to: {refused.value.message}"
     assert result.exception.hint == refused.value.hint
     assert offline_serve == []
+
+
+def test_central_refusing_the_token_is_not_the_edge_refusing_its_client(
+    tmp_path: Path, server_factory: ServerFactory
+) -> None:
+    """A central server that refuses the edge's token: the edge's sync fails as a
+    dependency does (503 on ``POST /admin/sync``), naming central and GYRE_TOKEN, not as a
+    401 its own client would take for its own token being wrong."""
+    guarded = server_factory(auth=True)
+    local = open_artifact_store(str(tmp_path / "store"))
+    central = HttpArtifactStore(guarded.url, token="not-a-token", retry_seconds=1.0)
+    edge_sync = EdgeSync(None, local, central, interval=0)
+    with pytest.raises(BackendUnavailable) as refused:
+        edge_sync.run_once()
+    edge_sync.close()
+    assert f"{guarded.url!r} refused the prediction log's sync" in refused.value.message
+    assert refused.value.hint is not None and "GYRE_TOKEN" in refused.value.hint
+    assert edge_sync.status()["failures"] == 1 and edge_sync.status()["syncs"] == 0

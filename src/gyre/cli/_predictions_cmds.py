@@ -414,6 +414,7 @@ def sync_command(
 
     if interval is not None and not interval > 0:
         raise InvalidArgument(f"--interval {interval!r} must be a positive number of seconds")
+    check_central(to, "--to")
     local_uri = config.get("GYRE_ARTIFACT_URI", source)
     local = open_artifact_store(local_uri)
     central = open_artifact_store(to)
@@ -422,10 +423,11 @@ def sync_command(
         # store: with --interval a folder that does not exist yet is waited for)
         _check_source(
             local, "--from" if source is not None else "GYRE_ARTIFACT_URI",
-            missing_ok=interval is not None,
+            missing_ok=interval is not None or _spool_beside(local) is not None,
         )  # fmt: skip
         while True:
             try:
+                spooled = _compact_spool_beside(local)
                 report = sync(local, central)
             except BackendUnavailable as exc:
                 if interval is None:
@@ -433,8 +435,14 @@ def sync_command(
                 console.print(f"[red]{escape(exc.message)}[/] [dim](retrying in {interval:g} s)[/]")
             else:
                 if json_output:
-                    print_json({"from": local_uri, "to": to, **report.to_dict()})
+                    print_json({"from": local_uri, "to": to, **report.to_dict(),
+                                "spool_rows_compacted": spooled})  # fmt: skip
                 else:
+                    if spooled:
+                        console.print(
+                            f"compacted {spooled:,} rows left in the spool beside "
+                            f"{escape(local_uri)} (a server stopped before compacting them)"
+                        )
                     console.print(
                         f"synced {escape(local_uri)} → {escape(to)}: {report.entries} entries "
                         f"in {report.scopes} scopes, {report.blobs} blobs "
@@ -450,6 +458,52 @@ def sync_command(
     finally:
         _close(local)
         _close(central)
+
+
+def _spool_beside(local: ArtifactStore) -> Path | None:
+    """The spool folder of the edge server whose store ``local`` is (its ``--log-dir``
+    holds ``store`` and ``spool``), when it holds spool files."""
+    from gyre.artifacts._local import LocalArtifactStore
+    from gyre.predictions._spool import spool_files
+
+    if not isinstance(local, LocalArtifactStore):
+        return None
+    spool = local.root.parent / "spool"
+    return spool if spool.is_dir() and spool_files(spool) else None
+
+
+def _compact_spool_beside(local: ArtifactStore) -> int:
+    """Compact into ``local`` the spool files an edge server left beside it: a server
+    killed, or stopped before its last compaction, leaves answered predictions there, which
+    a sync of the store alone would never carry. Files a running server still holds are
+    left to it. The rows compacted."""
+    from gyre.predictions._log import Compaction, compact_folder
+
+    spool = _spool_beside(local)
+    if spool is None:
+        return 0
+    counts = Compaction()
+    compact_folder(spool, local, counts)
+    return int(counts.rows)
+
+
+_SCHEMES = ("http://", "https://", "s3://", "file://")
+
+
+def check_central(value: str, option: str) -> None:
+    """The central store of an edge sync, named without doubt: a URI (``http(s)://``,
+    ``s3://``, ``file://``) or an absolute folder. ``gyre.internal`` or ``host:8080``
+    would otherwise be a folder of that name here, and the sync would "succeed" into it."""
+    if value.lower().startswith(_SCHEMES) or os.path.isabs(value):
+        return
+    if "://" in value:  # an unknown scheme: the store's own check names the known ones
+        return
+    server = re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/.*)?", value)
+    raise InvalidArgument(
+        f"{option} {value!r} names neither a server nor an absolute folder",
+        hint=(f"did you mean 'http://{value}'? " if server else "")
+        + "give a URL (https://gyre.internal, s3://bucket/prefix) or an absolute path",
+    )
 
 
 _STORE_PARTS = frozenset({"blobs", "manifests", "tmp"})  # what a folder store writes

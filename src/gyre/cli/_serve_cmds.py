@@ -556,7 +556,9 @@ def _check_sync_to(uri: str) -> None:
     """``--sync-to`` checked as ``gyre sync --to`` checks it: the artifact store the URI
     names can be opened (a known scheme, a well-formed URI); nothing is contacted."""
     from gyre.artifacts import open_artifact_store
+    from gyre.cli._predictions_cmds import check_central
 
+    check_central(uri, "--sync-to")
     try:
         store = open_artifact_store(uri)
     except InvalidArgument as exc:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gyre.artifacts import ArtifactStore, BlobRef
-from gyre.errors import BackendUnavailable, IntegrityError, InvalidArgument
+from gyre.errors import BackendUnavailable, Forbidden, IntegrityError, InvalidArgument, Unauthorized
 from gyre.predictions._layout import (
     KINDS,
     Kind,
@@ -72,6 +72,10 @@ def sync(
     copier = _Copier(local, central)
     models: set[str] = set()
     try:
+        # Asked even when there is nothing to copy: a sync that reports success must have
+        # reached central (a wrong URL or token is found on the first sync, not the first
+        # one with something to send).
+        central.read_manifest(models_scope(kinds[0]))
         for kind in kinds:
             names = models_in(local, kind)
             models.update(names)
@@ -83,8 +87,13 @@ def sync(
     except BackendUnavailable as exc:
         raise BackendUnavailable(
             f"cannot sync the prediction log to {central.uri!r}: {exc.message}",
-            hint="serving goes on and everything stays in the local store; "
-            "the next sync copies what this one did not",
+            hint="everything stays in the local store; the next sync copies what this one did not",
+        ) from None
+    except (Unauthorized, Forbidden) as exc:
+        raise type(exc)(
+            f"{central.uri!r} refused the prediction log's sync: {exc.message}",
+            hint="set GYRE_TOKEN to a token of that server with the 'write' scope "
+            "(gyre tokens create NAME --scope write, run there)",
         ) from None
     return SyncReport(
         copier.scopes, copier.entries, copier.blobs, copier.bytes, tuple(sorted(models))

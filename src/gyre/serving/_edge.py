@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gyre.errors import GyreError
+from gyre.errors import BackendUnavailable, Forbidden, GyreError, Unauthorized
 
 if TYPE_CHECKING:
     from gyre.artifacts import ArtifactStore
@@ -89,7 +89,12 @@ class EdgeSync:
             try:
                 if self.log is not None:
                     self.log.compact()
-                report = sync(self.local, self._central_store()).to_dict()
+                try:
+                    report = sync(self.local, self._central_store()).to_dict()
+                except (Unauthorized, Forbidden) as exc:
+                    # central's refusal, not this server's: said as a dependency failing,
+                    # so a client of POST /admin/sync does not take it for its own token's
+                    raise BackendUnavailable(exc.message, hint=exc.hint) from None
             except Exception as exc:
                 self.failures += 1
                 self.last_error = str(exc)
