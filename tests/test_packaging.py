@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import struct
 import subprocess
 import sys
 import zipfile
@@ -278,6 +279,29 @@ def test_a_tampered_bundle_file_is_refused_naming_the_file(
     with pytest.raises(IntegrityError, match="'requirements.txt'"):
         load_model(write_zip(tmp_path / "tampered.gyre", members))
     assert list((tmp_path / "gyre-home" / "cache" / "bundles").iterdir()) == []
+
+
+def test_a_bundle_whose_compressed_bytes_are_damaged_is_refused_naming_the_member(
+    churn: Registered, tmp_path: Path
+) -> None:
+    """Bytes of a member's compressed data overwritten (a bad disk, a cut copy): one error
+    naming the member, not zlib's traceback."""
+    good = build(churn.registry, "models:/churn/1", "bundle", tmp_path / "good.gyre")
+    data = bytearray(good.read_bytes())
+    with zipfile.ZipFile(good) as zf:
+        member = max(zf.infolist(), key=lambda m: m.compress_size)
+    # the member's data follow its 30-byte local header, name and extra field
+    name_len, extra_len = struct.unpack_from("<HH", data, member.header_offset + 26)
+    start = member.header_offset + 30 + name_len + extra_len
+    data[start] = 0x07  # a final deflate block of the reserved type: not deflate data
+    damaged = tmp_path / "damaged.gyre"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError) as refused:
+        load_model(damaged)
+    assert refused.value.message.startswith(
+        f"bundle {str(damaged)!r}: member {member.filename!r} cannot be read ("
+    )
+    assert refused.value.hint == "the bundle is damaged: build it again"
 
 
 def test_a_bundle_loads_in_process_and_equals_the_registered_model(

@@ -32,6 +32,7 @@ import stat
 import tempfile
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,6 +302,11 @@ def _checked_members(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipIn
     return found
 
 
+# What reading a damaged member raises: a CRC mismatch or an odd header (BadZipFile), an
+# unknown compression, a compressed stream that is not deflate data, or one cut short.
+_UNREADABLE = (zipfile.BadZipFile, NotImplementedError, zlib.error, EOFError)
+
+
 def _damaged(member: zipfile.ZipInfo, where: str, exc: Exception) -> IntegrityError:
     return IntegrityError(
         f"bundle {where!r}: member {member.filename!r} cannot be read ({exc})",
@@ -312,7 +318,7 @@ def _read(zf: zipfile.ZipFile, member: zipfile.ZipInfo, where: str) -> bytes:
     try:
         with zf.open(member) as src:
             return src.read()
-    except (zipfile.BadZipFile, NotImplementedError) as exc:  # CRC mismatch, odd compression
+    except _UNREADABLE as exc:
         raise _damaged(member, where, exc) from None
 
 
@@ -326,5 +332,5 @@ def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, file: Path, where: st
             f"bundle {where!r}: member {member.filename!r} clashes with another member",
             hint="a bundle holds bundle.json and model/...; this one was not written by gyre",
         ) from None
-    except (zipfile.BadZipFile, NotImplementedError) as exc:
+    except _UNREADABLE as exc:
         raise _damaged(member, where, exc) from None
