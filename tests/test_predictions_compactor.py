@@ -220,3 +220,24 @@ def test_compactors_sharing_a_folder_are_reported_together(tmp_path: Path) -> No
         assert second.stdin is not None
         second.stdin.close()
     assert _rows(store) == 9
+
+
+def test_sigterm_with_its_lifeline_open_ends_cleanly(tmp_path: Path) -> None:
+    """SIGTERM while its standard input is still open (a service manager stops every
+    process of the service at once): the last compaction runs and the process exits 0.
+    It used to abort at interpreter exit (exit -6, "Fatal Python error" on standard error),
+    which the server took for a crash."""
+    spool, store = tmp_path / "spool", tmp_path / "artifacts"
+    _spooled(spool, 3, "term")
+    proc = _by_hand(spool, store, stderr=subprocess.PIPE)
+    _until("the first run", lambda: _rows(store) == 3)
+    _spooled(spool, 2, "late")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)  # (not communicate(): that would close standard input first)
+    assert proc.stderr is not None and proc.stdin is not None
+    err = proc.stderr.read()
+    proc.stdin.close()
+    proc.stderr.close()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"Fatal Python error" not in err
+    assert _rows(store) == 5, "with its last compaction"

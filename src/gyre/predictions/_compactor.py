@@ -147,8 +147,12 @@ class CompactorProcess:
 
 
 def _stop_at_eof(stop: threading.Event) -> None:
+    # os.read, not sys.stdin: a daemon thread blocked in the buffered reader holds its lock,
+    # and an interpreter exiting meanwhile (SIGTERM, as systemd sends a whole service)
+    # aborts on it ("Fatal Python error: _enter_buffered_busy", exit -6)
     try:
-        while sys.stdin.buffer.read(4096):
+        fd = sys.stdin.fileno()
+        while os.read(fd, 4096):
             pass
     except (OSError, ValueError):
         pass
