@@ -49,7 +49,7 @@ def tracking() -> Iterator[str]:
 class Scaled:
     """A python-flavor model: ``x * factor``. ``config``: ``factor`` ("broken": loading
     fails), ``fail`` (every predict but the input example's fails), ``block`` (a predict
-    of x == 13 waits for :attr:`RELEASE`)."""
+    of x == 13 waits for :attr:`RELEASE`), ``burn`` (CPU seconds every predict spends)."""
 
     config: ClassVar[dict[str, Any]] = {"factor": 1.0}
     RELEASE: ClassVar[threading.Event] = threading.Event()
@@ -60,9 +60,13 @@ class Scaled:
         self.factor = float(context.config.get("factor", 1.0))
         self.fail = bool(context.config.get("fail", False))
         self.block = bool(context.config.get("block", False))
+        self.burn = float(context.config.get("burn", 0.0))
 
     def predict(self, context: Any, model_input: Any) -> Any:
         x = model_input["x"].to_numpy()
+        started = time.thread_time()
+        while time.thread_time() - started < self.burn:
+            pass
         if self.block and (x == 13).any():
             Scaled.RELEASE.wait(timeout=30)
         if self.fail and not (x == 1.0).all():
@@ -208,6 +212,31 @@ async def test_shadow_answers_are_logged_never_returned_nor_waited_for(tmp_path:
     assert sorted(r.request_id for r in mirrored) == ["s0", "s1", "s2"]
     assert {(r.version, r.outputs["prediction"]) for r in mirrored} == {(2, 39.0)}
     assert sample(metrics, 'gyre_serving_shadow_total{model="svc",outcome="ok",version="2"}') == 3
+
+
+async def test_a_shadow_past_its_cpu_budget_gets_copies_dropped(tmp_path: Path) -> None:
+    """A shadow costing far more CPU than the primary shares the worker's interpreter with
+    it: past its budget (``shadow_cpu``, a share of one core) copies are dropped and counted
+    as such, so it cannot take the CPU the answers need; every answer is still the
+    primary's."""
+    primary = load_scaled(tmp_path / "v1", 1.0)
+    costly = load_scaled(tmp_path / "v2", 2.0, burn=0.02)
+    shadow = Challenger(ServedModel("svc", "2", costly), "shadow")
+    series = 'gyre_serving_shadow_total{{model="svc",outcome="{}",version="2"}}'
+    async with serving(
+        [ServedModel("svc", "1", primary)], challengers=[shadow], limits=Limits(shadow_cpu=0.01)
+    ) as client:
+        answers = [await client.post("/predict/svc", json=[{"x": 2.0}]) for _ in range(40)]
+
+        async def all_counted() -> bool:
+            text = (await client.get("/metrics")).text
+            return sum(sample(text, series.format(o)) for o in ("ok", "dropped")) == 40
+
+        await until(all_counted)
+        text = (await client.get("/metrics")).text
+    assert all(a.status_code == 200 and a.json()["predictions"] == [2.0] for a in answers)
+    ok, dropped = sample(text, series.format("ok")), sample(text, series.format("dropped"))
+    assert ok >= 1 and dropped >= 1, (ok, dropped)
 
 
 async def test_a_failing_or_slow_shadow_never_affects_the_primary(tmp_path: Path) -> None:

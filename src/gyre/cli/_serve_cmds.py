@@ -156,6 +156,14 @@ def serve(
             "Retry-After past it; parsed, a body takes several times its size).",
         ),
     ] = 64 * 1024 * 1024,
+    shadow_cpu: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="CPU a --shadow may take per worker, as a share of one core; copies past it "
+            "are dropped (counted), so a costly shadow never slows the answers.",
+        ),
+    ] = 0.2,
     log: Annotated[
         bool, typer.Option("--log/--no-log", help="Log every prediction to the spool.")
     ] = True,
@@ -332,6 +340,7 @@ def serve(
             "request_timeout_s": timeout,
             "max_request_bytes": max_request_bytes,
             "max_inflight_bytes": max_inflight_bytes,
+            "shadow_cpu": shadow_cpu,
         },
         "auth": use_auth,
         "tracking_uri": tracking,

@@ -111,6 +111,10 @@ class Limits:
     (503 + Retry-After past it; a request is never refused by it alone): a body parsed
     takes several times its size in memory. Queued rows per model are bounded by
     :class:`~gyre.serving.Batching` ``max_queue_rows`` (429 + Retry-After).
+    ``shadow_cpu``: the CPU a shadow's predict calls may take in a worker, as a share of one
+    core (copies past it are dropped, counted ``dropped``): a shadow shares the worker's
+    interpreter with the primary, and one that costs more than the primary would
+    otherwise slow every answer.
     """
 
     max_request_bytes: int = 16 * 1024 * 1024
@@ -119,6 +123,7 @@ class Limits:
     max_inflight: int = 2048
     max_inflight_bytes: int = 64 * 1024 * 1024
     max_batch_file_chunk: int = 100_000
+    shadow_cpu: float = 0.2
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Limits:
@@ -321,6 +326,7 @@ class _Server:
         self.edge_sync = edge_sync
         self._tasks: list[asyncio.Task[None]] = []
         self._shadows: set[asyncio.Task[None]] = set()
+        self._shadow_budget = _CpuBudget(limits.shadow_cpu)
         self.deadlines = Deadlines(limits.request_timeout_s)
         self._log_pending: list[tuple[Any, ...]] = []  # see log_prediction
 
@@ -612,7 +618,7 @@ class _Server:
         shadow = self.slots[info.model].shadow
         if shadow is None:
             return
-        if len(self._shadows) >= _MAX_SHADOWS:
+        if len(self._shadows) >= _MAX_SHADOWS or not self._shadow_budget.allows(shadow):
             if self.telemetry is not None:
                 self.telemetry.shadowed(shadow.name, shadow.version, "dropped")
             return
@@ -1085,6 +1091,28 @@ def _check_labels(model: str, tasks: list[Any], pairs: list[tuple[str, Any]]) ->
 
 
 _CATCH_UP_S = 5.0  # how long a starting worker waits for the registry to resolve an alias
+
+
+class _CpuBudget:
+    """How much CPU the shadows of a worker may take: ``share`` of one core, refilled as
+    time passes (at most a second's worth saved up), spent by the CPU time their predict
+    calls took. A copy is sent while the shadow's budget is not overspent."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._state: dict[int, tuple[float, float, float]] = {}  # batcher: (at, cpu, left)
+
+    def allows(self, shadow: Deployment) -> bool:
+        if self.share <= 0:
+            return False
+        batcher = shadow.batcher
+        now, cpu = time.monotonic(), batcher.cpu_seconds
+        at, seen, left = self._state.get(id(batcher), (now, cpu, self.share))
+        left = min(self.share, left + (now - at) * self.share) - (cpu - seen)
+        self._state[id(batcher)] = (now, cpu, left)
+        return left > 0
+
+
 _LOG_HOLD_ROWS = 100_000  # rows of a /batch upload held back from the log until it scored
 _STREAM_BYTES = 1 << 20  # a scored file is sent back in pieces of this size
 

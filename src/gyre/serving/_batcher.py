@@ -102,6 +102,7 @@ class MicroBatcher(Generic[P]):
         self._closing = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"gyre-predict-{name}")
         self.inline_below = max(0.0, inline_below_ms) / 1000
+        self.cpu_seconds = 0.0  # CPU time of every predict call so far (its thread's)
         # seconds a lone job's / a batch's run_batch took lately (moving averages; None:
         # not known yet)
         self._lone_cost: float | None = None
@@ -257,6 +258,7 @@ class MicroBatcher(Generic[P]):
             return self._run_batch(batch)
         finally:
             took = time.thread_time() - started
+            self.cpu_seconds += took
             if lone:
                 cost = self._lone_cost
                 self._lone_cost = took if cost is None else 0.8 * cost + 0.2 * took
