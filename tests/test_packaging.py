@@ -375,6 +375,11 @@ def test_cli_builds_a_bundle_and_help_teaches_every_target(
     assert np.array_equal(
         load_model(target).predict(churn.frame.head(5)), churn.model.predict(churn.frame.head(5))
     )
+    told = gyre_cli(
+        "models", "build", "models:/churn@champion", "--target", "bundle", "-o",
+        str(tmp_path / "told.gyre"), env={"GYRE_TRACKING_URI": sqlite_uri, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert f"next: gyre serve --bundle {tmp_path / 'told.gyre'}" in told.stdout, told.stdout
     help_text = gyre_cli("models", "build", "--help").stdout
     for example in ("--target docker", "--target k8s", "--target bundle", "kubectl apply"):
         assert example in help_text, example

@@ -250,3 +250,33 @@ def test_central_refusing_the_token_is_not_the_edge_refusing_its_client(
     assert f"{guarded.url!r} refused the prediction log's sync" in refused.value.message
     assert refused.value.hint is not None and "GYRE_TOKEN" in refused.value.hint
     assert edge_sync.status()["failures"] == 1 and edge_sync.status()["syncs"] == 0
+
+
+def test_edge_flags_that_cannot_work_are_refused_with_the_way_that_does(
+    tmp_path: Path,
+    offline_serve: list[dict[str, Any]],  # noqa: F811
+) -> None:
+    """A folder given as --bundle, --sync-interval without --sync-to (it was ignored), and
+    a public address without auth (edge mode needs --auth to read tokens at all)."""
+    from gyre.errors import InvalidArgument
+
+    bundle = _bundle(tmp_path)
+    edge = ["--port", "0", "--log-dir", str(tmp_path / "edge")]
+    folder = CliRunner().invoke(_cli(), ["serve", "--bundle", str(tmp_path), *edge])
+    assert isinstance(folder.exception, InvalidArgument)
+    assert folder.exception.message == (
+        f"bundle {str(tmp_path)!r} is a folder; --bundle takes a .gyre file"
+    )
+    alone = CliRunner().invoke(
+        _cli(), ["serve", "--bundle", str(bundle), *edge, "--sync-interval", "5"]
+    )
+    assert isinstance(alone.exception, InvalidArgument)
+    assert alone.exception.message == (
+        "--sync-interval 5 without --sync-to: there is nowhere to sync to"
+    )
+    public = CliRunner().invoke(
+        _cli(), ["serve", "--bundle", str(bundle), *edge, "--host", "0.0.0.0"]
+    )
+    assert isinstance(public.exception, InvalidArgument)
+    assert public.exception.hint is not None and "again with --auth" in public.exception.hint
+    assert offline_serve == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -140,6 +142,7 @@ def models_build(
     next_step = {
         "docker": f"docker build -t {image or 'IMAGE'} {path}  (see {path / 'README.md'})",
         "k8s": f"kubectl apply -f {path}  (create the token Secret first: see deployment.yaml)",
-        "bundle": f'python -c "import gyre.models as m; print(m.load_model({str(path)!r}))"',
+        "bundle": f"gyre serve --bundle {shlex.quote(str(path))}   (on the box; or "
+        f"gyre.models.load_model({str(path)!r}) in Python)",
     }[target]
     console.print(f"next: {next_step}", soft_wrap=True)

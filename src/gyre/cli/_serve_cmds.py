@@ -246,9 +246,14 @@ def serve(
         ),
     ] = None,
     sync_interval: Annotated[
-        float,
-        typer.Option(min=0, help="Seconds between syncs; 0: only on POST /admin/sync."),
-    ] = 60.0,
+        float | None,
+        typer.Option(
+            min=0,
+            help="Seconds between syncs (with --sync-to); 0: only on POST /admin/sync. "
+            "[default: 60]",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol v2, /predict, /batch, /metrics.
 
@@ -266,6 +271,11 @@ def serve(
 
     edge = bundle is not None
     _check_mode(uris or [], edge, canary, shadow, reload_interval, log_dir, sync_to, log, version)
+    if sync_interval is not None and not sync_to:
+        raise InvalidArgument(
+            f"--sync-interval {sync_interval:g} without --sync-to: there is nowhere to sync to",
+            hint="add --sync-to URL (a gyre server, s3://... or an absolute folder)",
+        )
     # Before anything is resolved or loaded: what would otherwise fail only in the workers
     # (uvicorn's bind, the prediction log's first write, the first background sync).
     if sync_to:
@@ -278,7 +288,7 @@ def serve(
         edge_spec = {
             "store": str(folder / "store"),
             "sync_to": sync_to,
-            "sync_interval": sync_interval,
+            "sync_interval": 60.0 if sync_interval is None else sync_interval,
         }
         if log:
             spool = str((spool_dir or folder / "spool").resolve())
@@ -319,8 +329,14 @@ def serve(
     if not use_auth and not _is_loopback(host):
         raise InvalidArgument(
             f"refusing to listen on {host!r} without auth",
-            hint="create a token with `gyre tokens create NAME --scope predict` and start again "
-            "(auth is then on by default), or listen on 127.0.0.1",
+            hint=(
+                "create a token with `gyre tokens create NAME --scope predict` and start "
+                "again with --auth (an edge box reads tokens only when asked), or listen on "
+                "127.0.0.1"
+                if edge
+                else "create a token with `gyre tokens create NAME --scope predict` and start "
+                "again (auth is then on by default), or listen on 127.0.0.1"
+            ),
         )
 
     spec = {

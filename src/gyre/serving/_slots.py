@@ -221,6 +221,11 @@ def resolve_bundle(path: str | Path, *, name: str | None = None,
     from gyre.models._bundle import extract_bundle, read_bundle_info
 
     file = Path(path)
+    if file.is_dir():
+        raise InvalidArgument(
+            f"bundle {str(file)!r} is a folder; --bundle takes a .gyre file",
+            hint="serve a package folder as a model URI: gyre serve ./folder",
+        )
     if not file.is_file():
         raise NotFound(
             f"bundle {str(file)!r} does not exist",
