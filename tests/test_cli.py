@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,3 +186,28 @@ def test_demo_runs_the_whole_loop_end_to_end(
     assert split == [line for line in again.stdout.splitlines() if "predictions (v" in line], (
         "the same seed gives the same demo: the same traffic, split and accuracy"
     )
+
+
+def test_no_help_text_loses_a_placeholder_to_the_help_renderer() -> None:
+    """The help renderer takes ``<name>`` for markup and drops it (``gyre models alias
+    --help`` read "/ or @"): placeholders are written NAME, or inside backticks."""
+    import re
+
+    import typer
+
+    from gyre.cli._app import app
+
+    def texts(command: Any, path: str) -> list[tuple[str, str]]:
+        found = [(path, command.help or "")]
+        found += [(f"{path} {p.name}", getattr(p, "help", None) or "") for p in command.params]
+        for name, sub in getattr(command, "commands", {}).items():  # (a group)
+            found += texts(sub, f"{path} {name}")
+        return found
+
+    eaten = [
+        (where, text)
+        for where, text in texts(typer.main.get_command(app), "gyre")
+        if re.search(r"<[A-Za-z_]+>", re.sub(r"`[^`]*`", "", text))
+    ]
+    assert len(texts(typer.main.get_command(app), "gyre")) > 200, "every command was read"
+    assert eaten == []

@@ -19,7 +19,9 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 
-VersionRef = Annotated[str, typer.Argument(help="<name>/<version> or <name>@<alias>")]
+VersionRef = Annotated[
+    str, typer.Argument(help="NAME/VERSION or NAME@ALIAS, e.g. churn/3 or churn@champion")
+]
 
 
 def _registry(uri: str | None) -> Registry:
@@ -50,7 +52,7 @@ def models_list(tracking_uri: TrackingUri = None, json: JsonFlag = False) -> Non
 
 @models_app.command("show")
 def models_show(
-    name: Annotated[str, typer.Argument(help="Registered model name, or <name>/<version>.")],
+    name: Annotated[str, typer.Argument(help="Registered model name, or NAME/VERSION.")],
     tracking_uri: TrackingUri = None,
     json: JsonFlag = False,
 ) -> None:
@@ -87,7 +89,7 @@ def models_show(
 
 @models_app.command("register")
 def models_register(
-    uri: Annotated[str, typer.Argument(help="runs:/<run_id>/<path> of a logged model.")],
+    uri: Annotated[str, typer.Argument(help="runs:/RUN_ID/PATH of a logged model.")],
     name: Annotated[str, typer.Argument(help="Registered model name (created if new).")],
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
     tracking_uri: TrackingUri = None,
@@ -130,7 +132,7 @@ def models_alias(
 
 @models_app.command("delete")
 def models_delete(
-    ref: Annotated[str, typer.Argument(help="<name>/<version>")],
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION, e.g. churn/3")],
     reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
     tracking_uri: TrackingUri = None,
 ) -> None:
@@ -263,7 +265,7 @@ def _print_report(report: dict[str, Any]) -> None:
 
 @models_app.command("promote")
 def models_promote(
-    ref: Annotated[str, typer.Argument(help="<name>/<version>")],
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION, e.g. churn/3")],
     alias: Annotated[str, typer.Option(help="Alias to move.")] = "champion",
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if not blessed (audited as forced).")

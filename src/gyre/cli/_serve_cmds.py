@@ -663,7 +663,9 @@ def predict(
         typer.Option("--output", "-o", help="Where to write the scored file (by suffix)."),
     ],
     batch_size: Annotated[int, typer.Option(min=1, help="Rows per chunk.")] = 10_000,
-    proba: Annotated[bool, typer.Option("--proba", help="Add proba_<class> columns.")] = False,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="Add a proba_CLASS column per class.")
+    ] = False,
     engine: Annotated[
         str, typer.Option(help="local, or ray: Ray Data over Parquet (gyreml[ray], RAY_ADDRESS).")
     ] = "local",
