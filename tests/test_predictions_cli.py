@@ -225,6 +225,26 @@ def test_sync_refuses_a_central_that_would_be_a_folder_here(
     assert not (tmp_path / to.split("/")[0]).exists(), "no folder made of the name"
 
 
+def test_a_sync_service_says_it_waits_for_a_store_not_made_yet(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--interval`` with a store that does not exist yet (a box before its first
+    compaction, or a typo): each pass says it waits for that folder, rather than
+    "synced ... 0 entries" as if all were well."""
+    from gyre.cli import _predictions_cmds
+
+    def stop(seconds: float) -> None:
+        raise KeyboardInterrupt  # Ctrl-C during the first pause
+
+    monkeypatch.setattr(_predictions_cmds.time, "sleep", stop)
+    store = tmp_path / "edge" / "stroe"
+    out = _invoke(
+        app, "sync", "--from", str(store), "--to", str(tmp_path / "central"), "--interval", "5"
+    )
+    assert f"waiting for {store}" in " ".join(out.split()), out
+    assert "synced" not in out and not (tmp_path / "central").exists()
+
+
 def test_sync_command_copies_then_finds_nothing_new(
     app: typer.Typer, logged: Path, tmp_path: Path
 ) -> None:

@@ -62,7 +62,11 @@ def query_command(
         str, typer.Option(help="Start: a duration back from now (30m, 1h, 2d) or ISO time.")
     ] = "1h",
     until: Annotated[
-        str | None, typer.Option(help="End (exclusive), same forms [default: now].")
+        str | None,
+        typer.Option(
+            help="End (exclusive), same forms [default: none: rows stamped later than now, "
+            "by a box whose clock runs ahead, are shown too]."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option(help="Rows shown (the newest); totals count all.")] = 20,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
@@ -410,10 +414,8 @@ def sync_command(
 
     Example: gyre sync --to https://gyre.internal --interval 60
     """
-    from gyre.predictions import sync
-
     if interval is not None and not interval > 0:
-        raise InvalidArgument(f"--interval {interval!r} must be a positive number of seconds")
+        raise InvalidArgument(f"--interval {interval:g} must be a positive number of seconds")
     check_central(to, "--to")
     local_uri = config.get("GYRE_ARTIFACT_URI", source)
     local = open_artifact_store(local_uri)
@@ -426,28 +428,14 @@ def sync_command(
             missing_ok=interval is not None or _spool_beside(local) is not None,
         )  # fmt: skip
         while True:
-            try:
-                spooled = _compact_spool_beside(local)
-                report = sync(local, central)
-            except BackendUnavailable as exc:
-                if interval is None:
-                    raise
-                console.print(f"[red]{escape(exc.message)}[/] [dim](retrying in {interval:g} s)[/]")
+            missing = _not_made_yet(local)
+            if missing is not None:  # (with --interval only: else _check_source refused it)
+                console.print(
+                    f"[dim]waiting for {escape(missing)} to appear (an edge server makes it "
+                    f"at its first compaction)[/]"
+                )
             else:
-                if json_output:
-                    print_json({"from": local_uri, "to": to, **report.to_dict(),
-                                "spool_rows_compacted": spooled})  # fmt: skip
-                else:
-                    if spooled:
-                        console.print(
-                            f"compacted {spooled:,} rows left in the spool beside "
-                            f"{escape(local_uri)} (a server stopped before compacting them)"
-                        )
-                    console.print(
-                        f"synced {escape(local_uri)} → {escape(to)}: {report.entries} entries "
-                        f"in {report.scopes} scopes, {report.blobs} blobs "
-                        f"({report.bytes:,} bytes) uploaded"
-                    )
+                _sync_once(local, central, local_uri, to, interval, json_output)
             if interval is None:
                 return
             try:
@@ -458,6 +446,52 @@ def sync_command(
     finally:
         _close(local)
         _close(central)
+
+
+def _sync_once(
+    local: ArtifactStore,
+    central: ArtifactStore,
+    local_uri: str,
+    to: str,
+    interval: float | None,
+    json_output: bool,
+) -> None:
+    """One pass of ``gyre sync``: what a stopped server left in the spool, then the store;
+    said in a line (or as JSON). Central unreachable: raised, or with ``interval`` said in
+    red (the next pass retries)."""
+    from gyre.predictions import sync
+
+    try:
+        spooled = _compact_spool_beside(local)
+        report = sync(local, central)
+    except BackendUnavailable as exc:
+        if interval is None:
+            raise
+        console.print(f"[red]{escape(exc.message)}[/] [dim](retrying in {interval:g} s)[/]")
+        return
+    if json_output:
+        print_json({"from": local_uri, "to": to, **report.to_dict(),
+                    "spool_rows_compacted": spooled})  # fmt: skip
+        return
+    if spooled:
+        console.print(
+            f"compacted {spooled:,} rows left in the spool beside {escape(local_uri)} "
+            "(a server stopped before compacting them)"
+        )
+    console.print(
+        f"synced {escape(local_uri)} → {escape(to)}: {report.entries} entries "
+        f"in {report.scopes} scopes, {report.blobs} blobs ({report.bytes:,} bytes) uploaded"
+    )
+
+
+def _not_made_yet(local: ArtifactStore) -> str | None:
+    """The folder of ``local`` when it does not exist yet and nothing waits in a spool
+    beside it, else None."""
+    from gyre.artifacts._local import LocalArtifactStore
+
+    if not isinstance(local, LocalArtifactStore) or local.root.exists():
+        return None
+    return None if _spool_beside(local) is not None else str(local.root)
 
 
 def _spool_beside(local: ArtifactStore) -> Path | None:
