@@ -280,3 +280,31 @@ def test_edge_flags_that_cannot_work_are_refused_with_the_way_that_does(
     assert isinstance(public.exception, InvalidArgument)
     assert public.exception.hint is not None and "again with --auth" in public.exception.hint
     assert offline_serve == []
+
+
+def test_the_status_says_when_a_sync_is_under_way(tmp_path: Path) -> None:
+    """A central that answers slowly (or never: the client waits its timeout) keeps a sync
+    running; the status says since when, rather than showing nothing at all."""
+    release = threading.Event()
+    asked = threading.Event()
+
+    class Slow:
+        uri = "https://slow.central"
+
+        def read_manifest(self, scope: str) -> dict[str, Any]:
+            asked.set()
+            release.wait(timeout=30)
+            return {}
+
+    edge_sync = EdgeSync(None, open_artifact_store(str(tmp_path / "store")), Slow())  # type: ignore[arg-type]
+    syncing = threading.Thread(target=edge_sync.run_once)
+    syncing.start()
+    try:
+        assert asked.wait(timeout=30)
+        running = edge_sync.status()
+    finally:
+        release.set()
+        syncing.join(timeout=30)
+    assert running["running_since_ms"] is not None and running["syncs"] == 0
+    done = edge_sync.status()
+    assert done["running_since_ms"] is None and done["syncs"] == 1

@@ -67,6 +67,7 @@ class EdgeSync:
         self.last_ok_ms: int | None = None
         self.last_error: str | None = None
         self.last_report: dict[str, Any] | None = None
+        self.running_since_ms: int | None = None  # a sync under way (central may be slow)
 
     @property
     def central_uri(self) -> str:
@@ -86,6 +87,7 @@ class EdgeSync:
         from gyre.predictions import sync
 
         with self._lock:
+            self.running_since_ms = time.time_ns() // 1_000_000
             try:
                 if self.log is not None:
                     self.log.compact()
@@ -101,6 +103,8 @@ class EdgeSync:
                 if self.telemetry is not None:
                     self.telemetry.synced("failed")
                 raise
+            finally:
+                self.running_since_ms = None
             self.syncs += 1
             self.last_ok_ms = time.time_ns() // 1_000_000
             self.last_error = None
@@ -130,6 +134,7 @@ class EdgeSync:
             "last_ok_ms": self.last_ok_ms,
             "last_error": self.last_error,
             "last_report": self.last_report,
+            "running_since_ms": self.running_since_ms,
         }
 
     def close(self) -> None:
