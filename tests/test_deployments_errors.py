@@ -33,14 +33,18 @@ def test_error_rates_per_version_come_from_the_serving_processes(tmp_path: Path)
         for bad in ("two", None):
             refused = client.post("/predict/doubler", json={"records": [{"0": bad}]})
             assert refused.status_code == 400
+        # refused before any version took it: counted for the model, under no version
+        unknown = client.post("/predict/doubler/versions/99", json={"records": [{"0": 1.0}]})
+        assert unknown.status_code == 404
         dead = f"http://127.0.0.1:{free_port()}"
         errors = serving_errors("doubler", [server.url, dead])
     server.stop()
     assert errors["recorded"] is True
-    (version,) = errors["versions"]
-    row = errors["versions"][version]
+    assert sorted(errors["versions"]) == ["", "7"]
+    row = errors["versions"]["7"]
     assert (row["requests"], row["errors"]) == (5, 2)
     assert row["error_rate"] == 2 / 5
+    assert errors["versions"][""] == {"requests": 1.0, "errors": 1.0, "error_rate": 1.0}
     up, down = errors["servers"]
     assert up == {"url": server.url, "ok": True}
     assert down["ok"] is False and "Connect" in down["error"], "never counted as zero"

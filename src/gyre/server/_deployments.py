@@ -11,7 +11,8 @@ The log holds answered predictions only: failed requests are not in it. Error ra
 from the serving processes themselves: with ``GYRE_SERVING_URLS`` set, the endpoint reads
 each server's ``/metrics`` (``gyre_serving_requests_total`` and ``gyre_serving_errors_total``,
 counted since that process started) and answers requests, errors and the error rate per
-version of the model (``errors.versions``), and each server's state (``errors.servers``: a
+version of the model (``errors.versions``; version ``""``: requests refused before a version
+took them, such as a body over the limit), and each server's state (``errors.servers``: a
 server that cannot be read is listed with why, never counted as zero). Without servers
 configured, ``errors.recorded`` is false and ``errors.note`` says where errors are counted.
 """

@@ -134,7 +134,8 @@ function errorsView(errors) {
   const rows = Object.entries(errors.versions).map(([version, r]) => ({ version, ...r }));
   return [
     table([
-      { label: 'Version', num: true, cell: (r) => `v${r.version}` },
+      // '' : requests refused before a version took them (a body too large, an unknown version)
+      { label: 'Version', num: true, cell: (r) => (r.version ? `v${r.version}` : 'none (refused)') },
       { label: 'Requests', num: true, cell: (r) => int(r.requests) },
       { label: 'Errors', num: true, cell: (r) => int(r.errors) },
       { label: 'Error rate', num: true, cell: (r) => (r.error_rate === null ? '—' : percent(r.error_rate)) },
