@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from gyre.artifacts import open_artifact_store
-from gyre.cli._predictions_cmds import parse_moment, register
+from gyre.cli._predictions_cmds import check_central, parse_moment, register
 from gyre.errors import InvalidArgument, NotFound
 from gyre.predictions import PredictionLog, query
 from gyre.store._sql import SqlStore
@@ -204,7 +204,7 @@ def test_sync_carries_what_a_stopped_edge_server_left_in_its_spool(
 @pytest.mark.parametrize(
     ("to", "guess"),
     [("127.0.0.1:5050", "http://127.0.0.1:5050"), ("gyre.internal", "http://gyre.internal"),
-     ("http//gyre.internal", None), ("relative/folder", "http://relative/folder")],
+     ("http//gyre.internal", None), ("relative/folder", None), ("./central", None)],
 )  # fmt: skip
 def test_sync_refuses_a_central_that_would_be_a_folder_here(
     app: typer.Typer,
@@ -220,9 +220,14 @@ def test_sync_refuses_a_central_that_would_be_a_folder_here(
     refused = _refused(app, "sync", "--to", to)
     assert isinstance(refused, InvalidArgument)
     assert refused.message == f"--to {to!r} names neither a server nor an absolute folder"
+    assert refused.hint is not None
     if guess is not None:
-        assert refused.hint is not None and f"did you mean {guess!r}?" in refused.hint
-    assert not (tmp_path / to.split("/")[0]).exists(), "no folder made of the name"
+        assert f"did you mean {guess!r}?" in refused.hint
+    else:
+        assert "did you mean" not in refused.hint
+    assert not (tmp_path / to.removeprefix("./").split("/")[0]).exists(), "nothing made here"
+    for fine in (f"file:{tmp_path / 'c1'}", "~/gyre-central-test-never-made"):
+        check_central(fine, "--to")  # forms the folder store takes: not refused
 
 
 def test_a_sync_service_says_it_waits_for_a_store_not_made_yet(

@@ -907,6 +907,7 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
         "gzip": ("gzip", gzip.compress(body)),
         "deflate": ("deflate", zlib.compress(body)),
         "raw deflate": ("deflate", raw.compress(body) + raw.flush()),
+        "one byte first": ("deflate", _first_byte_alone(zlib.compress(body))),
         "members": ("gzip", gzip.compress(body[:50]) + gzip.compress(body[50:])),
         "bomb": ("gzip", bomb),
         "br": ("br", body),
@@ -929,7 +930,7 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
             headers={"content-encoding": "gzip"},
         )
     assert plain.status_code == 200 and health.status_code == 200  # (no body: nothing to do)
-    for name in ("gzip", "deflate", "raw deflate", "members"):
+    for name in ("gzip", "deflate", "raw deflate", "one byte first", "members"):
         assert answers[name].status_code == 200, answers[name].text
         assert answers[name].json()["predictions"] == plain.json()["predictions"]
     assert chunked.status_code == 200, chunked.text
@@ -942,6 +943,12 @@ async def test_compressed_bodies_are_decompressed_within_the_limit(classifier: M
     assert "not valid gzip data" in answers["broken"].json()["message"]
     assert answers["cut"].status_code == 400
     assert "ends before its gzip data does" in answers["cut"].json()["message"]
+
+
+async def _first_byte_alone(data: bytes) -> AsyncIterator[bytes]:
+    """A body whose first piece is one byte (half of a zlib header)."""
+    yield data[:1]
+    yield data[1:]
 
 
 async def _chunks(data: bytes, size: int = 100) -> AsyncIterator[bytes]:
@@ -1071,6 +1078,10 @@ async def test_auth_needs_a_predict_token(classifier: Model) -> None:
     assert ok.status_code == 200 and admin.status_code == 200
     assert health.status_code == 200
     assert metadata.status_code == 401
+    # a client without a token is not the model's error: anyone can send those
+    text = admin.text
+    assert 'status="401",version=""' in text and 'model="",status="401"' in text
+    assert 'model="clf",status="401"' not in text and 'model="clf",status="403"' not in text
 
 
 # -- the prediction log ------------------------------------------------------------------

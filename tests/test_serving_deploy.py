@@ -239,6 +239,31 @@ async def test_a_shadow_past_its_cpu_budget_gets_copies_dropped(tmp_path: Path) 
     assert ok >= 1 and dropped >= 1, (ok, dropped)
 
 
+async def test_a_burst_cannot_overdraw_a_shadows_cpu_budget(tmp_path: Path) -> None:
+    """Requests arriving together while the shadow's first call still runs (its cost not
+    yet counted): copies are admitted only as far as the budget covers what one call has
+    been costing, not all of them at once."""
+    primary = load_scaled(tmp_path / "v1", 1.0)
+    costly = load_scaled(tmp_path / "v2", 2.0, burn=0.05)
+    shadow = Challenger(ServedModel("svc", "2", costly), "shadow")
+    series = 'gyre_serving_shadow_total{{model="svc",outcome="{}",version="2"}}'
+    async with serving(
+        [ServedModel("svc", "1", primary)], challengers=[shadow], limits=Limits(shadow_cpu=0.1)
+    ) as client:
+        burst = [client.post("/predict/svc", json=[{"x": 2.0}]) for _ in range(30)]
+        answers = await asyncio.gather(*burst)
+
+        async def all_counted() -> bool:
+            text = (await client.get("/metrics")).text
+            return sum(sample(text, series.format(o)) for o in ("ok", "dropped")) == 30
+
+        await until(all_counted)
+        text = (await client.get("/metrics")).text
+    assert all(a.status_code == 200 for a in answers)
+    # 0.1 s of CPU to spend, 0.05 s a call: a few copies, not thirty
+    assert 1 <= sample(text, series.format("ok")) <= 4, text
+
+
 async def test_a_failing_or_slow_shadow_never_affects_the_primary(tmp_path: Path) -> None:
     primary = load_scaled(tmp_path / "v1", 1.0)
     broken = load_scaled(tmp_path / "v2", 2.0, fail=True)

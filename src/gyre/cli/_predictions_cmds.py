@@ -21,7 +21,14 @@ from gyre import config
 from gyre.artifacts import ArtifactStore, open_artifact_store
 from gyre.cli._options import ArtifactUri, TrackingUri
 from gyre.cli._output import console, number, print_json
-from gyre.errors import BackendUnavailable, Forbidden, InvalidArgument, NotFound, Unauthorized
+from gyre.errors import (
+    BackendUnavailable,
+    Forbidden,
+    GyreError,
+    InvalidArgument,
+    NotFound,
+    Unauthorized,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -500,10 +507,12 @@ def _spool_beside(local: ArtifactStore) -> Path | None:
     from gyre.artifacts._local import LocalArtifactStore
     from gyre.predictions._spool import spool_files
 
-    if not isinstance(local, LocalArtifactStore):
-        return None
+    if not isinstance(local, LocalArtifactStore) or local.root.name != "store":
+        return None  # (the edge layout only: another server's spool is not this store's)
     spool = local.root.parent / "spool"
-    return spool if spool.is_dir() and spool_files(spool) else None
+    if not spool.is_dir() or not os.access(spool, os.W_OK):  # (compacting takes its files)
+        return None
+    return spool if spool_files(spool) else None
 
 
 def _compact_spool_beside(local: ArtifactStore) -> int:
@@ -517,7 +526,13 @@ def _compact_spool_beside(local: ArtifactStore) -> int:
     if spool is None:
         return 0
     counts = Compaction()
-    compact_folder(spool, local, counts)
+    try:
+        compact_folder(spool, local, counts)
+    except (OSError, GyreError) as exc:  # the store alone still syncs; the next pass retries
+        console.print(
+            f"[yellow]could not compact the spool {escape(str(spool))}: "
+            f"{escape(str(exc))}[/] [dim](syncing the store as it is)[/]"
+        )
     return int(counts.rows)
 
 
@@ -528,11 +543,13 @@ def check_central(value: str, option: str) -> None:
     """The central store of an edge sync, named without doubt: a URI (``http(s)://``,
     ``s3://``, ``file://``) or an absolute folder. ``gyre.internal`` or ``host:8080``
     would otherwise be a folder of that name here, and the sync would "succeed" into it."""
-    if value.lower().startswith(_SCHEMES) or os.path.isabs(value):
+    if value.lower().startswith((*_SCHEMES, "file:", "~")) or os.path.isabs(value):
         return
     if "://" in value:  # an unknown scheme: the store's own check names the known ones
         return
-    server = re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/.*)?", value)
+    # a host name (with a dot) or host:port, perhaps with a path: a server meant
+    server = re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?(/.*)?|[A-Za-z0-9.-]+:\d+(/.*)?",
+                          value)  # fmt: skip
     raise InvalidArgument(
         f"{option} {value!r} names neither a server nor an absolute folder",
         hint=(f"did you mean 'http://{value}'? " if server else "")

@@ -42,6 +42,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -388,6 +389,7 @@ class _Server:
                 close()
             if self.telemetry is not None:
                 self.telemetry.flush()
+                self.telemetry.flush_log()
                 self.telemetry.process_exited()
             for handler in logging.getLogger(ACCESS_LOGGER).handlers:
                 handler.flush()  # buffered access lines (a worker process skips atexit)
@@ -419,6 +421,7 @@ class _Server:
         while True:
             await asyncio.sleep(_METRICS_FLUSH_S)
             self.telemetry.flush()
+            await asyncio.to_thread(self.telemetry.flush_log)  # (it lists the spool folder)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -627,6 +630,7 @@ class _Server:
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
+        task.add_done_callback(lambda _: self._shadow_budget.done(shadow))
 
     async def _shadow(
         self,
@@ -1013,8 +1017,14 @@ def _gyre_routes(server: _Server) -> list[Route]:
     async def metrics(request: Request) -> Response:
         if server.telemetry is None:
             raise NotFound("metrics are off on this server")
-        server.telemetry.flush()
-        body = await run_in_threadpool(server.telemetry.render)
+        telemetry = server.telemetry
+        telemetry.flush()
+
+        def render() -> bytes:
+            telemetry.flush_log()
+            return telemetry.render()
+
+        body = await run_in_threadpool(render)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
@@ -1071,7 +1081,8 @@ def _check_labels(model: str, tasks: list[Any], pairs: list[tuple[str, Any]]) ->
     for task in tasks:
         if task.kind == "classifier" and task.classes is not None:
             classes += [c for c in np.asarray(task.classes).tolist() if c not in classes]
-    if classes and all(t.kind == "classifier" for t in tasks):
+    unknown = any(t.kind == "classifier" and t.classes is None for t in tasks)
+    if classes and not unknown and all(t.kind == "classifier" for t in tasks):
         known = set(classes)
         for rid, label in pairs:
             if isinstance(label, list | dict) or label not in known:
@@ -1096,21 +1107,38 @@ _CATCH_UP_S = 5.0  # how long a starting worker waits for the registry to resolv
 class _CpuBudget:
     """How much CPU the shadows of a worker may take: ``share`` of one core, refilled as
     time passes (at most a second's worth saved up), spent by the CPU time their predict
-    calls took. A copy is sent while the shadow's budget is not overspent."""
+    calls took. A copy is sent while what is left covers the copies already sent and not
+    yet answered, at what one of its calls has been costing (the cost of a call is known
+    only once it ends: without that, a burst would be admitted while the first ran)."""
 
     def __init__(self, share: float) -> None:
         self.share = share
-        self._state: dict[int, tuple[float, float, float]] = {}  # batcher: (at, cpu, left)
+        # per shadow's batcher: (when, its CPU seconds then, budget left then, pending)
+        self._state: weakref.WeakKeyDictionary[Any, list[float]] = weakref.WeakKeyDictionary()
 
     def allows(self, shadow: Deployment) -> bool:
+        """Whether a copy may go to ``shadow`` now; if so it counts as pending until
+        :meth:`done`."""
         if self.share <= 0:
             return False
         batcher = shadow.batcher
         now, cpu = time.monotonic(), batcher.cpu_seconds
-        at, seen, left = self._state.get(id(batcher), (now, cpu, self.share))
+        state = self._state.get(batcher)
+        if state is None:
+            state = self._state[batcher] = [now, cpu, self.share, 0.0]
+        at, seen, left, pending = state
         left = min(self.share, left + (now - at) * self.share) - (cpu - seen)
-        self._state[id(batcher)] = (now, cpu, left)
-        return left > 0
+        state[:3] = [now, cpu, left]
+        per_call = batcher.call_cost
+        if left <= 0 or (per_call is None and pending) or left - pending * (per_call or 0) <= 0:
+            return False  # (a cost not known yet: one copy at a time until it is)
+        state[3] = pending + 1
+        return True
+
+    def done(self, shadow: Deployment) -> None:
+        state = self._state.get(shadow.batcher)
+        if state is not None:
+            state[3] = max(0.0, state[3] - 1)
 
 
 _LOG_HOLD_ROWS = 100_000  # rows of a /batch upload held back from the log until it scored

@@ -103,6 +103,7 @@ class MicroBatcher(Generic[P]):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"gyre-predict-{name}")
         self.inline_below = max(0.0, inline_below_ms) / 1000
         self.cpu_seconds = 0.0  # CPU time of every predict call so far (its thread's)
+        self._warm_cost: float | None = None
         # seconds a lone job's / a batch's run_batch took lately (moving averages; None:
         # not known yet)
         self._lone_cost: float | None = None
@@ -129,6 +130,19 @@ class MicroBatcher(Generic[P]):
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` in the predict thread (between batches)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def warm(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """:meth:`call` for a first predict (the model's input example): its CPU time is
+        what :attr:`call_cost` says until real calls have been timed."""
+
+        def timed() -> Any:
+            started = time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                self._warm_cost = time.thread_time() - started
+
+        return await self.call(timed)
 
     # -- submitting ---------------------------------------------------------------------
 
@@ -220,6 +234,12 @@ class MicroBatcher(Generic[P]):
                     self._deliver(batch, outcomes)
                     raise
             self._deliver(batch, outcomes)
+
+    @property
+    def call_cost(self) -> float | None:
+        """CPU seconds a predict call has been taking lately (None: none timed yet)."""
+        costs = [c for c in (self._lone_cost, self._batch_cost) if c is not None]
+        return max(costs) if costs else self._warm_cost
 
     def _lone(self, batch: list[Job[P]]) -> bool:
         """Whether the batch just taken is a lone job: nothing else queued or on its way.

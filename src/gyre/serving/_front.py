@@ -315,7 +315,9 @@ class Front:
             else:
                 await self.app(scope, limited, send_wrapped)
         except GyreError as err:
-            if not info.model:  # refused before routing (a limit, auth, a version unknown)
+            if not info.model and err.http_status not in (401, 403):
+                # refused before routing (a limit, a version unknown): counted for the
+                # model named; not for a client without a token (anyone can send those)
                 info.model = self._named_model(path)
             if not response_started:
                 await self._error(send_wrapped, err, path)
@@ -412,11 +414,16 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
     inflate: Any = None
     size = 0
     fed = False  # whether any compressed byte came
+    head = b""  # the first byte, while the second has not come (the header is two)
 
-    def decompress(data: bytes) -> bytes:
+    def decompress(data: bytes, last: bool) -> bytes:
         """``data`` decompressed, member after member (a gzip body may hold several)."""
-        nonlocal inflate, size, wbits
+        nonlocal inflate, size, wbits, head
         if inflate is None:
+            data, head = head + data, b""
+            if len(data) < 2 and not last:
+                head = data
+                return b""
             if not data:
                 return b""
             if name == "deflate" and not _wrapped(data):
@@ -451,7 +458,7 @@ def _decompressed(receive: Receive, encoding: bytes, limit: int) -> Receive:
         if not fed and not message.get("body") and not message.get("more_body", False):
             return message  # no body at all (a GET, say): nothing to decompress
         fed = True
-        body = decompress(message.get("body", b""))
+        body = decompress(message.get("body", b""), not message.get("more_body", False))
         if not message.get("more_body", False) and (inflate is None or not inflate.eof):
             raise InvalidArgument(
                 f"the request body ends before its {name} data does",

@@ -605,7 +605,7 @@ class Deployment:
         that is only logged."""
         self.batcher.start()
         try:
-            failure = await self.batcher.call(self._warm_up)
+            failure = await self.batcher.warm(self._warm_up)
             if strict and failure is not None:
                 raise GyreError(
                     f"model {self.name!r} version {self.version} failed to predict its own "

@@ -43,8 +43,10 @@ compactor's numbers come from its status file, the same whichever worker answers
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
@@ -54,7 +56,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -120,46 +121,60 @@ _LOG_TOTALS = {
     "compaction_failures": "Compactions by the workers that failed (retried later).",
 }
 # The compactor process's numbers (from its status file, the same whichever worker is
-# asked): stats() key -> (name, help, counter or gauge, scale).
+# asked): stats() key -> (name, help, counter or gauge).
 _COMPACTOR = {
     "compactor_compacted_records": ("gyre_prediction_log_compactor_compacted_records",
-                                    "Records the compactor process wrote into Parquet segments.",
-                                    "counter", 1.0),
+                                    "Records the compactor process wrote into Parquet "
+                                    "segments.", "counter"),
     "compactor_segments_written": ("gyre_prediction_log_compactor_segments_written",
-                                   "Parquet segments the compactor process wrote.", "counter", 1.0),
+                                   "Parquet segments the compactor process wrote.", "counter"),
     "compactor_torn_records": ("gyre_prediction_log_compactor_torn_records",
-                               "Torn spool records the compactor process found.", "counter", 1.0),
+                               "Torn spool records the compactor process found.", "counter"),
     "compactor_damaged_lines": ("gyre_prediction_log_compactor_damaged_lines",
-                                "Damaged spool lines the compactor process found.", "counter", 1.0),
+                                "Damaged spool lines the compactor process found.", "counter"),
     "compactor_failures": ("gyre_prediction_log_compactor_failures",
-                           "Compaction runs that failed (retried later).", "counter", 1.0),
+                           "Compaction runs that failed (retried later).", "counter"),
     "compactor_runs": ("gyre_prediction_log_compactor_runs",
-                       "Compaction runs of the compactor process.", "counter", 1.0),
+                       "Compaction runs of the compactor process.", "counter"),
     "compactor_last_run_age_s": ("gyre_prediction_log_compactor_last_run_age_seconds",
-                                 "Seconds since the compactor process last ran.", "gauge", 1.0),
+                                 "Seconds since the compactor process last ran.", "gauge"),
     "compactor_last_run_failed": ("gyre_prediction_log_compactor_last_run_failed",
                                   "1 when the compactor's last run failed (the artifact store "
-                                  "unreachable, say).", "gauge", 1.0),
+                                  "unreachable, say).", "gauge"),
     "compactor_processes": ("gyre_prediction_log_compactor_processes",
-                            "Compactor processes reporting for this spool folder.", "gauge", 1.0),
+                            "Compactor processes reporting for this spool folder.", "gauge"),
 }  # fmt: skip
 
 
 class _CompactorStats(Collector):
-    """The compactor process's numbers as of the last :meth:`Telemetry.flush` (which runs
-    before every scrape), read from its status file: the same in every worker, so they are
+    """The compactor process's numbers as of the last :meth:`Telemetry.flush_log` (which
+    runs before every scrape), read from its status file: the same in every worker, so they are
     reported by whichever answers rather than summed."""
 
     def __init__(self) -> None:
         self.latest: Mapping[str, Any] = {}
 
     def collect(self) -> Iterator[Metric]:
-        for key, (name, doc, kind, scale) in _COMPACTOR.items():
+        for key, (name, doc, kind) in _COMPACTOR.items():
             value = self.latest.get(key)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 continue
             family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, doc)
-            family.add_metric([], float(value) * scale)
+            family.add_metric([], float(value))
+            yield family
+
+
+class _WithoutCreated:
+    """``registry``'s families without their ``*_created`` samples (what
+    ``prometheus_client.disable_created_metrics`` does, for this registry alone: that switch
+    is the whole process's)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
 
 
@@ -188,9 +203,6 @@ class Telemetry:
     """The app's metrics; children are cached so the hot path skips ``labels()``."""
 
     def __init__(self, log_stats: Callable[[], Mapping[str, Any]] | None = None) -> None:
-        # no *_created series: a multi-worker server's scrape has none (the client's
-        # multiprocess mode does not write them), and one worker's must list the same series
-        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         reg = self.registry
         self._requests = Counter(
@@ -270,6 +282,7 @@ class Telemetry:
             registry=reg,
         )
         self._log_source = log_stats
+        self._log_lock = threading.Lock()  # (flush_log runs in threads: totals by deltas)
         self._log_gauges: dict[str, Any] = {}
         self._log_totals: dict[str, Any] = {}
         self._log_seen: dict[str, float] = {}  # the totals as last handed over
@@ -357,14 +370,20 @@ class Telemetry:
         if self._inflight_now != self._inflight_seen:
             self._inflight.set(self._inflight_now)
             self._inflight_seen = self._inflight_now
-        if self._log_source is not None:
-            self._flush_log(self._log_source)
 
-    def _flush_log(self, source: Callable[[], Mapping[str, Any]]) -> None:
-        try:
-            stats = source()
-        except Exception:  # metrics must not fail because the log could not answer
+    def flush_log(self) -> None:
+        """Hand the prediction log's numbers (``stats()``: it lists the spool folder) to the
+        Prometheus client. File I/O: call it off the event loop; any thread may."""
+        if self._log_source is None:
             return
+        with self._log_lock:
+            try:
+                stats = self._log_source()
+            except Exception:  # metrics must not fail because the log could not answer
+                return
+            self._hand_over(stats)
+
+    def _hand_over(self, stats: Mapping[str, Any]) -> None:
         for key, (_, _, _, scale) in _LOG_GAUGES.items():
             value = stats.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -395,18 +414,22 @@ class Telemetry:
         self._inflight_now += delta
 
     def render(self) -> bytes:
-        """The exposition text: this process's series, or every worker's in multiprocess mode."""
+        """The exposition text: this process's series, or every worker's in multiprocess
+        mode; either way without ``*_created`` series (the client's multiprocess mode has
+        none, and a scrape must list the same series whatever the number of workers)."""
         if not os.environ.get(MULTIPROC_ENV):
-            return generate_latest(self.registry)
+            return generate_latest(_WithoutCreated(self.registry))
         from prometheus_client import multiprocess
 
         for pid in _dead_worker_pids(os.environ[MULTIPROC_ENV]):
-            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+            # (two workers scraped at once may both remove the same files)
+            with contextlib.suppress(FileNotFoundError):
+                multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         if self._compactor is not None:
             registry.register(self._compactor)
-        return generate_latest(registry)
+        return generate_latest(_WithoutCreated(registry))
 
     @staticmethod
     def process_exited() -> None:
