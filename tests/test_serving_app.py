@@ -1256,3 +1256,19 @@ def test_binary_bytes_round_trip() -> None:
     raw = _binary(np.array(["oslo", "münchen"], dtype=object), "BYTES")
     assert raw[:4] == struct.pack("<I", 4)
     assert _decode_binary("city", "BYTES", [2], raw).tolist() == ["oslo", "münchen"]
+
+
+def test_labels_are_not_checked_against_classes_a_served_classifier_does_not_declare() -> None:
+    """A primary classifier that declares no classes took any label; a canary that declares
+    some must not make the server refuse labels the primary may well have."""
+    from types import SimpleNamespace
+
+    from gyre.errors import InvalidArgument
+    from gyre.serving._app import _check_labels
+
+    open_ended = SimpleNamespace(kind="classifier", classes=None)
+    binary = SimpleNamespace(kind="classifier", classes=[0, 1])
+    _check_labels("m", [open_ended], [("a", "spam")])
+    _check_labels("m", [open_ended, binary], [("a", "spam")])
+    with pytest.raises(InvalidArgument, match="label 'spam' for request 'a'"):
+        _check_labels("m", [binary], [("a", "spam")])
