@@ -19,7 +19,7 @@ import uvicorn
 from typer.testing import CliRunner
 
 import gyre
-from gyre.errors import InvalidArgument
+from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.models import Model, load_model, save_model
 from gyre.registry import Registry
 from gyre.serving import Limits, ServedModel, create_app, resolve_model
@@ -294,6 +294,44 @@ async def test_a_failing_or_slow_shadow_never_affects_the_primary(tmp_path: Path
 
 
 # -- hot reload ----------------------------------------------------------------------------
+
+
+class _StoreBlip(Registry):
+    """A registry whose artifact store cannot be reached while ``down`` is set."""
+
+    down = False
+
+    def download(self, uri: str) -> Path:
+        if self.down:
+            raise BackendUnavailable("S3 endpoint 'http://s3.test' is unreachable (test)")
+        return super().download(uri)
+
+
+async def test_an_alias_moved_while_the_store_is_down_is_followed_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    """A rollback made while the artifact store is down a moment: the version cannot be
+    fetched, which says nothing of the version, so later checks try again and the server
+    swaps once the store answers (it used to stay on the old version for good)."""
+    one, two = register(1.0), register(2.0)
+    registry = _StoreBlip()
+    registry.set_alias("svc", "champion", two)
+    spec = resolve_model("models:/svc@champion", registry=registry)
+    async with serving([spec], registry=registry) as client:
+        registry.down = True
+        registry.set_alias("svc", "champion", one)
+        [blip] = (await client.post("/admin/reload")).json()["svc"]["reload"]
+        [again] = (await client.post("/admin/reload")).json()["svc"]["reload"]
+        during = await client.post("/predict/svc", json=[{"x": 1.0}])
+        registry.down = False
+        [after] = (await client.post("/admin/reload")).json()["svc"]["reload"]
+        answer = await client.post("/predict/svc", json=[{"x": 1.0}])
+    registry.close()
+    assert blip["failing"] and "could not be fetched now" in blip["error"]
+    assert again["failing"] and again["serving_version"] == "2"
+    assert during.headers["x-gyre-model-version"] == "2"
+    assert after["failing"] is False and after["serving_version"] == str(one)
+    assert answer.headers["x-gyre-model-version"] == str(one)
 
 
 async def test_alias_moves_are_followed_without_a_failed_request(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ version keeps serving, and the failure is reported: a log line, the
 ``gyre_serving_reload_failing{model,alias}`` gauge (1) and ``..._reloads_total{outcome=
 "failed"}``, and the ``reload`` entry of ``GET /v2/models/{name}`` and ``GET /admin/status``.
 That version is not retried until the alias moves again (or ``POST /admin/reload``
-with ``{"retry": true}``).
+with ``{"retry": true}``), unless what failed was reaching the artifact store
+(BackendUnavailable): then every check tries again, and the swap happens once it answers.
 
 The server polls every ``interval`` seconds (``gyre serve --reload-interval``; 0 polls
 never); ``POST /admin/reload`` checks at once. With several workers each polls on its own.
@@ -28,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gyre.errors import GyreError
+from gyre.errors import BackendUnavailable, GyreError
 from gyre.serving._slots import Batching, Deployment, ModelSlot, Role, ServedModel
 
 if TYPE_CHECKING:
@@ -196,19 +197,24 @@ class Reloader:
             served = await asyncio.to_thread(self._load, watch, mv)
             await slot.deploy(Deployment(served, self.telemetry), watch.role, strict=True)
         except Exception as exc:
-            watch.failed_version = target
-            watch.error = (
-                f"alias {watch.alias!r} moved to version {target}, which failed to load "
-                f"({type(exc).__name__}: {exc}); still serving version {old}"
+            # A store that cannot be reached now (S3 or the server down a moment) says
+            # nothing of the version: it is tried again at the next check. Anything else
+            # is the version's own failure, not retried until the alias moves again.
+            transient = isinstance(exc, BackendUnavailable)
+            error = (
+                f"alias {watch.alias!r} moved to version {target}, which "
+                + ("could not be fetched now" if transient else "failed to load")
+                + f" ({type(exc).__name__}: {exc}); still serving version {old}"
+                + ("; tried again at the next check" if transient else "")
             )
-            logger.error(
-                "model %r: %s",
-                watch.slot,
-                watch.error,
-                extra={"model": watch.slot, "version": old},
-            )
-            if self.telemetry is not None:
-                self.telemetry.reloaded(watch.slot, watch.alias, "failed")
+            if not transient:
+                watch.failed_version = target
+            if error != watch.error:  # (said once, not at every check)
+                logger.error("model %r: %s", watch.slot, error,
+                             extra={"model": watch.slot, "version": old})  # fmt: skip
+                if self.telemetry is not None:
+                    self.telemetry.reloaded(watch.slot, watch.alias, "failed")
+            watch.error = error
             self._failing(watch, True)
             return
         watch.version = target
