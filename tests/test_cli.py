@@ -211,3 +211,12 @@ def test_no_help_text_loses_a_placeholder_to_the_help_renderer() -> None:
     ]
     assert len(texts(typer.main.get_command(app), "gyre")) > 200, "every command was read"
     assert eaten == []
+
+
+def test_an_error_whose_source_message_has_line_breaks_is_still_one_line() -> None:
+    """The database driver's message for a server that is not there spans two lines ("Is
+    the server running on that host...?"); the error stays one line."""
+    out = gyre_cli("runs", "list", "--tracking-uri", "postgresql://postgres@127.0.0.1:1/nowhere")
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert "cannot open metadata store" in lines[0] and "Traceback" not in out.stderr

@@ -72,6 +72,8 @@ def _exit(code: int, argv: list[str] | None) -> int:
 
 
 def _escape(text: str) -> str:
+    """``text`` for the one error line: markup escaped, and the line breaks some messages
+    carry from their source (a database driver's "Is the server running...?") made spaces."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(" ".join(text.split()))
