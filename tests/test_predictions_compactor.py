@@ -196,7 +196,7 @@ def test_workers_report_what_the_compactor_did(tmp_path: Path) -> None:
 def test_compactors_sharing_a_folder_are_reported_together(tmp_path: Path) -> None:
     """Two servers on one spool folder: each compactor has its own status file, the
     numbers are summed, and one stopping leaves the other's; a compactor killed before it
-    could remove its file is not reported."""
+    could remove its file is not reported, and its file is removed."""
     spool, store = tmp_path / "spool", tmp_path / "artifacts"
     first = CompactorProcess(spool, str(store), interval_s=0.1, nice=0)
     first.start()
@@ -212,6 +212,7 @@ def test_compactors_sharing_a_folder_are_reported_together(tmp_path: Path) -> No
         second.wait(timeout=60)
         assert list(spool.glob(".compactor-*.json"))
         assert read_status(spool) == {}  # ...which is left out
+        assert not list(spool.glob(".compactor-*.json")), "and removed, not left to pile up"
     finally:
         first.stop()
         if second.poll() is None:

@@ -98,6 +98,7 @@ def read_status(spool_dir: Path) -> dict[str, float]:
         try:
             status: dict[str, Any] = json.loads(path.read_bytes())
             if not _alive(int(status["pid"])):
+                path.unlink()  # left by a compactor killed before it could remove it
                 continue
             totals = [float(status[key]) for key in _TOTALS]
             last = status["last_run_unix"]
