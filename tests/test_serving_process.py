@@ -128,17 +128,25 @@ def _compactors(spool: Path) -> list[int]:
     return found
 
 
-def _log_stats(url: str) -> dict[str, float]:
-    """The ``gyre_prediction_log_*`` series of a scrape of ``/metrics`` (name without the
-    prefix -> value), read with Prometheus's own text parser."""
+def _scrape(url: str) -> dict[str, float]:
+    """A scrape of ``/metrics``, read with Prometheus's own text parser: sample name ->
+    value (the series without labels, and the last of those with)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
     return {
-        sample.name.removeprefix("gyre_prediction_log_"): sample.value
+        sample.name: sample.value
         for family in text_string_to_metric_families(metrics)
         for sample in family.samples
-        if sample.name.startswith("gyre_prediction_log_")
+    }
+
+
+def _log_stats(url: str) -> dict[str, float]:
+    """The ``gyre_prediction_log_*`` series of a scrape (name without the prefix)."""
+    return {
+        name.removeprefix("gyre_prediction_log_"): value
+        for name, value in _scrape(url).items()
+        if name.startswith("gyre_prediction_log_")
     }
 
 
@@ -160,12 +168,7 @@ def _workers(server: subprocess.Popen[bytes]) -> list[int]:
 
 
 def _inflight(url: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    metrics = httpx.get(f"{url}/metrics", timeout=5).text
-    [family] = [f for f in text_string_to_metric_families(metrics)
-                if f.name == "gyre_serving_inflight_requests"]  # fmt: skip
-    return float(family.samples[0].value)
+    return _scrape(url)["gyre_serving_inflight_requests"]
 
 
 def test_the_gauges_of_a_killed_worker_leave_the_metrics(tmp_path: Path) -> None:
