@@ -536,14 +536,16 @@ def _compact_spool_beside(local: ArtifactStore) -> int:
     return int(counts.rows)
 
 
-_SCHEMES = ("http://", "https://", "s3://", "file://")
+# what names a central store without doubt (besides an absolute path); "~" as the folder
+# store expands it
+_CENTRAL_PREFIXES = ("http://", "https://", "s3://", "file:", "~")
 
 
 def check_central(value: str, option: str) -> None:
     """The central store of an edge sync, named without doubt: a URI (``http(s)://``,
     ``s3://``, ``file://``) or an absolute folder. ``gyre.internal`` or ``host:8080``
     would otherwise be a folder of that name here, and the sync would "succeed" into it."""
-    if value.lower().startswith((*_SCHEMES, "file:", "~")) or os.path.isabs(value):
+    if value.lower().startswith(_CENTRAL_PREFIXES) or os.path.isabs(value):
         return
     if "://" in value:  # an unknown scheme: the store's own check names the known ones
         return

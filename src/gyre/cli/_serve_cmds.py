@@ -161,7 +161,7 @@ def serve(
         typer.Option(
             min=0,
             help="CPU a --shadow may take per worker, as a share of one core; copies past it "
-            "are dropped (counted), so a costly shadow never slows the answers.",
+            "are dropped (counted), so a costly shadow cannot take the CPU the answers need.",
         ),
     ] = 0.2,
     log: Annotated[
@@ -329,14 +329,13 @@ def serve(
     if not use_auth and not _is_loopback(host):
         raise InvalidArgument(
             f"refusing to listen on {host!r} without auth",
-            hint=(
-                "create a token with `gyre tokens create NAME --scope predict` and start "
-                "again with --auth (an edge box reads tokens only when asked), or listen on "
-                "127.0.0.1"
+            hint="create a token with `gyre tokens create NAME --scope predict` and start "
+            + (
+                "again with --auth (an edge box reads tokens only when asked)"
                 if edge
-                else "create a token with `gyre tokens create NAME --scope predict` and start "
-                "again (auth is then on by default), or listen on 127.0.0.1"
-            ),
+                else "again (auth is then on by default)"
+            )
+            + ", or listen on 127.0.0.1",
         )
 
     spec = {
