@@ -379,6 +379,38 @@ async def test_batch_rows_are_logged_under_the_request_id(
     assert rows["upload-1:1199"]["label"] == 1
 
 
+async def _refused_upload(
+    model: Model,
+    tmp_path: Path,
+    request_id: str,
+    seed: int,
+    then: list[dict[str, Any]] | None = None,
+) -> list[str]:
+    """POST a 1,200-row CSV with a bad value at row 1,100 (chunks of 500) to a server that
+    logs; it must be refused (400). Then ``then`` (records for ``/predict``, request id
+    "p"), if given. The request ids the log holds afterwards."""
+    from gyre.artifacts import open_artifact_store
+    from gyre.predictions import PredictionLog, query
+
+    frame, _ = classifier_data(1200, seed=seed)
+    bad = _with_bad_value(frame, 1100, "f2", "oops").to_csv(index=False).encode()
+    store = open_artifact_store(str(tmp_path / "store"))
+    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
+    async with serving([ServedModel("clf", "1", model)], prediction_log=log) as client:
+        refused = await client.post(
+            "/batch/clf?format=csv&batch_size=500",
+            content=bad,
+            headers={"X-Request-ID": request_id},
+        )
+        assert refused.status_code == 400, refused.text
+        if then is not None:
+            ok = await client.post(
+                "/predict/clf", json={"records": then}, headers={"X-Request-ID": "p"}
+            )
+            assert ok.status_code == 200, ok.text
+    return [r["request_id"] for r in query(store, "clf").to_pylist()]
+
+
 @pytest.mark.anyio
 async def test_a_refused_upload_logs_none_of_its_rows(
     classifier: Model,  # noqa: F811
@@ -386,22 +418,8 @@ async def test_a_refused_upload_logs_none_of_its_rows(
 ) -> None:
     """An upload refused at its last chunk was not answered: none of its rows, not even
     those of the chunks scored before, is in the log."""
-    from gyre.artifacts import open_artifact_store
-    from gyre.predictions import PredictionLog, query
-
-    frame, _ = classifier_data(1200, seed=18)
-    bad = _with_bad_value(frame, 1100, "f2", "oops").to_csv(index=False).encode()
-    store = open_artifact_store(str(tmp_path / "store"))
-    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
-    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
-        refused = await client.post(
-            "/batch/clf?format=csv&batch_size=500", content=bad, headers={"X-Request-ID": "u2"}
-        )
-        ok = await client.post(
-            "/predict/clf", json={"records": records(frame.head(1))}, headers={"X-Request-ID": "p"}
-        )
-    assert refused.status_code == 400 and ok.status_code == 200
-    assert [r["request_id"] for r in query(store, "clf").to_pylist()] == ["p"]
+    one = records(classifier_data(1, seed=18)[0])
+    assert await _refused_upload(classifier, tmp_path, "u2", seed=18, then=one) == ["p"]
 
 
 @pytest.mark.anyio
@@ -413,20 +431,9 @@ async def test_a_large_upload_is_logged_as_it_is_scored(
     """Past the rows held back (bounded memory), chunks are logged as they are scored: a
     larger upload refused later leaves its first chunks logged, as documented."""
     import gyre.serving._app as app_module
-    from gyre.artifacts import open_artifact_store
-    from gyre.predictions import PredictionLog, query
 
     monkeypatch.setattr(app_module, "_LOG_HOLD_ROWS", 500)
-    frame, _ = classifier_data(1200, seed=19)
-    bad = _with_bad_value(frame, 1100, "f2", "oops").to_csv(index=False).encode()
-    store = open_artifact_store(str(tmp_path / "store"))
-    log = PredictionLog(tmp_path / "spool", store, compact_interval_s=3600)
-    async with serving([ServedModel("clf", "1", classifier)], prediction_log=log) as client:
-        refused = await client.post(
-            "/batch/clf?format=csv&batch_size=500", content=bad, headers={"X-Request-ID": "u3"}
-        )
-    assert refused.status_code == 400
-    logged = {r["request_id"] for r in query(store, "clf").to_pylist()}
+    logged = set(await _refused_upload(classifier, tmp_path, "u3", seed=19))
     assert logged == {f"u3:{i}" for i in range(1000)}  # the two chunks before the bad one
 
 
