@@ -45,13 +45,14 @@ HERE = Path(__file__).resolve().parent
 MLSERVER_EXTRA = ("uvloop<0.22",)
 
 # The echo ceiling runs under the uvicorn settings `gyre serve` passes to uvicorn.run
-# (src/gyre/cli/_serve_cmds.py): uvloop, httptools, lifespan on, no uvicorn access log, no
-# Server header, 5 s keep-alive; --workers as given.
+# (src/gyre/cli/_serve_cmds.py): uvloop, uvicorn's httptools protocol as gyre gives it
+# (a response's writes sent together, gyre.serving._protocol), lifespan on, no uvicorn
+# access log, no Server header, 5 s keep-alive; --workers as given.
 ECHO_UVICORN = (
     "--loop",
     "uvloop",
     "--http",
-    "httptools",
+    "gyre.serving._protocol:HttpProtocol",
     "--lifespan",
     "on",
     "--no-access-log",

@@ -60,7 +60,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "anyio/",
         ),
     ),
-    ("socket writes", ("leaf:RequestResponseCycle.send",)),
+    ("socket writes", ("leaf:RequestResponseCycle.send", "leaf:_HoldingTransport.flush")),
     ("gyre front (ids, limits, metrics)", ("gyre/serving/_front", "gyre/serving/_telemetry")),
     ("gyre routes", ("gyre/serving/",)),
     ("starlette routing", ("starlette/",)),

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from gyre.models import Model
 from gyre.serving import ServedModel, create_app, resolve_model
+from gyre.serving._protocol import HOLDING_PROTOCOL
 from tests.test_predictions_compactor import _stat
 from tests.test_serving_app import (
     classifier,  # noqa: F401 - a fixture
@@ -321,11 +322,19 @@ def _wait_for_predict_call(url: str, seconds: float = 30.0) -> None:
 
 
 class _ServerThread:
+    """``app`` under uvicorn in a thread, with the loop and HTTP protocol `gyre serve` uses."""
+
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, port=self.port, log_config=None, access_log=False, lifespan="on"
+            app,
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            loop="uvloop",
+            http=HOLDING_PROTOCOL,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -450,7 +459,7 @@ async def test_serve_with_a_token_turns_auth_on(
     assert result.exit_code == 0, result.output
     [call] = calls
     assert call["app"] == "gyre.serving._entry:app_from_env" and call["factory"] is True
-    assert (call["workers"], call["loop"], call["http"]) == (3, "uvloop", "httptools")
+    assert (call["workers"], call["loop"], call["http"]) == (3, "uvloop", HOLDING_PROTOCOL)
     assert "auth on, 3 workers" in result.output
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # removed again after the run
 

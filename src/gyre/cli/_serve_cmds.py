@@ -267,6 +267,7 @@ def serve(
     import uvicorn
 
     from gyre.serving import resolve_model
+    from gyre.serving._protocol import HOLDING_PROTOCOL
     from gyre.serving._slots import resolve_bundle
 
     edge = bundle is not None
@@ -433,7 +434,7 @@ def serve(
             port=port,
             workers=workers,
             loop="uvloop",
-            http="httptools",
+            http=HOLDING_PROTOCOL,
             lifespan="on",
             log_config=_LOG_CONFIG,
             access_log=False,

@@ -1,0 +1,116 @@
+"""uvicorn's httptools protocol, with a response's writes sent to the socket together.
+
+uvicorn writes a response's status line and headers when the app sends
+``http.response.start`` and its body when the app sends ``http.response.body``: two
+``write`` calls, and with uvloop two system calls, each pushing a TCP segment through the
+kernel (on loopback and on a busy host, the most expensive thing a small answer costs).
+:class:`HttpProtocol` is that protocol with one change: the connection's transport holds
+what is written until the current pass of the event loop ends (``loop.call_soon``), then
+hands it to the socket in one ``writelines`` (one ``writev``). A one-row prediction's
+answer, headers and body, leaves in one segment.
+
+Nothing else changes: HTTP parsing, keep-alive, pipelining, flow control and the ASGI
+interface are uvicorn's. Memory stays bounded and back-pressure works as before: once
+more than ``_HOLD_LIMIT`` bytes are held, a write goes through at once with what is held,
+so a streamed body (``POST /batch``) reaches the transport, which pauses the protocol
+when its buffer fills, as it did. ``close`` sends what is held first.
+
+``gyre serve`` gives uvicorn this class (``http=``); the serving benchmark's bare-ASGI
+ceiling runs under it too, so that the ceiling stays the same server with no app work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["HOLDING_PROTOCOL", "HttpProtocol"]
+
+# what uvicorn's ``--http`` / ``http=`` takes: the class, importable in every worker
+HOLDING_PROTOCOL = "gyre.serving._protocol:HttpProtocol"
+
+# Bytes held before a write goes through at once (a response of up to this size leaves in
+# one system call; a larger or streamed one is written as it comes, as uvicorn does).
+_HOLD_LIMIT = 64 * 1024
+
+
+class _HoldingTransport:
+    """A transport that sends its writes at the end of the event loop's pass."""
+
+    __slots__ = ("_held", "_held_bytes", "_loop", "_scheduled", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes | bytearray | memoryview] = []
+        self._held_bytes = 0
+        self._scheduled = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes > _HOLD_LIMIT:
+            self.flush()
+        elif not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_scheduled)
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def _flush_scheduled(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what is held now (dropped when the connection is already closing)."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        self._held_bytes = 0
+        if self._transport.is_closing():
+            return
+        if len(held) == 1:
+            self._transport.write(held[0])
+        else:
+            self._transport.writelines(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._held_bytes + self._transport.get_write_buffer_size()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
+    def __getattr__(self, name: str) -> Any:  # abort, set_protocol, can_write_eof, ...
+        return getattr(self._transport, name)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol over a :class:`_HoldingTransport`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        holding: Any = _HoldingTransport(cast(asyncio.Transport, transport), self.loop)
+        super().connection_made(holding)
