@@ -1,6 +1,7 @@
 """The HTTP protocol `gyre serve` gives uvicorn (``gyre.serving._protocol``): a response's
-writes reach the socket together, at the end of the event loop's pass, and nothing about
-HTTP changes: keep-alive, pipelining, streamed bodies with back-pressure, closing."""
+head reaches the socket with its body in one write (under load, with the other answers of
+the loop's pass), and nothing about HTTP changes: keep-alive, pipelining, streamed bodies,
+closing."""
 
 from __future__ import annotations
 
@@ -44,24 +45,40 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+HEAD = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+
+
 @pytest.mark.anyio
-async def test_a_response_leaves_in_one_write_when_the_loop_pass_ends() -> None:
+async def test_a_lone_response_leaves_in_one_write_when_its_body_is_written() -> None:
     recorder = _Recorder()
-    transport = _HoldingTransport(recorder, asyncio.get_running_loop())
-    transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    transport = _HoldingTransport(recorder, asyncio.get_running_loop(), busy=lambda: False)
+    transport.write(HEAD)
+    assert recorder.writes == [] and transport.get_write_buffer_size() == len(HEAD)
     transport.write(b"{}")
-    assert recorder.writes == [], "nothing is written while the app's step runs"
-    assert transport.get_write_buffer_size() == 40
-    await asyncio.sleep(0)  # the loop's pass ends
-    assert recorder.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    assert recorder.writes == [HEAD + b"{}"], "head and body together, with no wait"
     await asyncio.sleep(0)
-    assert len(recorder.writes) == 1, "held bytes are sent once"
+    assert len(recorder.writes) == 1, "nothing is sent twice"
+    transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")  # a head with no body after it
+    await asyncio.sleep(0)  # ... leaves when the loop's pass ends
+    assert recorder.writes[-1] == b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+@pytest.mark.anyio
+async def test_while_others_are_answered_writes_wait_for_the_end_of_the_pass() -> None:
+    recorder = _Recorder()
+    transport = _HoldingTransport(recorder, asyncio.get_running_loop(), busy=lambda: True)
+    for body in (b"{}", b"[]"):  # two pipelined answers in one pass
+        transport.write(HEAD)
+        transport.write(body)
+    assert recorder.writes == []
+    await asyncio.sleep(0)
+    assert recorder.writes == [HEAD + b"{}" + HEAD + b"[]"]
 
 
 @pytest.mark.anyio
 async def test_held_bytes_stay_bounded_and_close_sends_them_first() -> None:
     recorder = _Recorder()
-    transport = _HoldingTransport(recorder, asyncio.get_running_loop())
+    transport = _HoldingTransport(recorder, asyncio.get_running_loop(), busy=lambda: True)
     chunk = b"x" * (_HOLD_LIMIT // 4 + 1)
     for _ in range(4):
         transport.write(chunk)  # no await between writes: a streamed body in one step
