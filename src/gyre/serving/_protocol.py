@@ -41,6 +41,7 @@ HOLDING_PROTOCOL = "gyre.serving._protocol:HttpProtocol"
 # this size leaves in one system call; a larger or streamed one as it comes).
 _HOLD_LIMIT = 64 * 1024
 
+
 class _HoldingTransport:
     """A transport that sends its writes in pairs, or, while other requests are being
     answered, at the end of the event loop's pass (see the module docstring)."""
