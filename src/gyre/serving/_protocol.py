@@ -11,7 +11,7 @@ kernel (on loopback and on a busy host, the most expensive thing a small answer 
 * While the server is answering other requests too (on any connection), writes are held
   until the event loop's pass ends (``loop.call_soon``) and sent then in one call: under
   load the answers of a pass leave together, after the Python work of the pass, which
-  measured a fifth fewer CPU per request than sending each as it is written. A lone
+  measured 15-20% less server CPU per request than sending each as it is written. A lone
   request is not held for the pass: that would add a loop pass to its latency.
 * Anything still held when the pass ends is sent then; past ``_HOLD_LIMIT`` bytes held a
   write goes through at once with what is held, so memory stays bounded and a streamed
