@@ -213,6 +213,34 @@ def test_no_help_text_loses_a_placeholder_to_the_help_renderer() -> None:
     assert eaten == []
 
 
+def test_every_command_help_reads_whole_in_80_columns() -> None:
+    """In an 80-column terminal the help renderer shortened what did not fit with "…"
+    (`gyre serve --help` showed "--max-request-by…"): no option name, default or help text
+    of any command is cut."""
+    import typer
+    from typer.testing import CliRunner
+
+    from gyre.cli._app import app
+
+    def commands(command: Any, path: list[str]) -> list[list[str]]:
+        subs = getattr(command, "commands", None)
+        if not subs:
+            return [path]
+        return [p for name, sub in subs.items() for p in commands(sub, [*path, name])]
+
+    found = commands(typer.main.get_command(app), [])
+    assert ["serve"] in found and len(found) > 30, "every command was read"
+    cut = {}
+    for path in found:
+        shown = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+        assert shown.exit_code == 0, shown.output
+        lines = shown.output.splitlines()
+        assert max(len(line) for line in lines) <= 80
+        if any("…" in line for line in lines):
+            cut[" ".join(path)] = [line for line in lines if "…" in line]
+    assert cut == {}
+
+
 def test_an_error_whose_source_message_has_line_breaks_is_still_one_line() -> None:
     """The database driver's message for a server that is not there spans two lines ("Is
     the server running on that host...?"); the error stays one line."""

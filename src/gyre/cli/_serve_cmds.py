@@ -121,6 +121,15 @@ def _challenger_uri(source: str, target: str) -> str | None:
     return f"models:/{ref.name}/{target}" if target.isdigit() else f"models:/{ref.name}@{target}"
 
 
+# `gyre serve --help` groups its options (each group a table of its own, so the long option
+# names of one are not squeezed by the --flag/--no-flag pairs of another at 80 columns)
+BATCHING = "Batching"
+LIMITS = "Limits"
+LOG = "Prediction log"
+DEPLOY = "Versions, canary and shadow"
+EDGE = "Edge mode"
+
+
 def serve(
     uris: Annotated[
         list[str] | None,
@@ -134,48 +143,63 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     max_batch_size: Annotated[
-        int, typer.Option(min=1, help="Most rows per predict call (1 turns batching off).")
+        int,
+        typer.Option(
+            rich_help_panel=BATCHING,
+            min=1,
+            help="Most rows per predict call (1 turns batching off).",
+        ),
     ] = 64,
     max_latency_ms: Annotated[
-        float, typer.Option(min=0, help="Longest a batch waits for more requests.")
+        float,
+        typer.Option(
+            rich_help_panel=BATCHING, min=0, help="Longest a batch waits for more requests."
+        ),
     ] = 2.0,
     max_queue_rows: Annotated[
-        int, typer.Option(min=1, help="Rows queued per model before requests get 429.")
+        int,
+        typer.Option(
+            rich_help_panel=BATCHING, min=1, help="Rows queued per model before requests get 429."
+        ),
     ] = 4096,
     timeout: Annotated[
-        float, typer.Option(min=0.001, help="Seconds before a request gets 504.")
+        float,
+        typer.Option(rich_help_panel=LIMITS, min=0.001, help="Seconds before a request gets 504."),
     ] = 30.0,
     max_request_bytes: Annotated[
-        int, typer.Option(min=1, help="Largest JSON request body (413 past it).")
+        int,
+        typer.Option(
+            rich_help_panel=LIMITS, min=1, help="Largest JSON request body (413 past it)."
+        ),
     ] = 16 * 1024 * 1024,
     max_inflight_bytes: Annotated[
         int,
         typer.Option(
+            rich_help_panel=LIMITS,
             min=1,
             help="Request bodies a worker holds at once, /batch uploads aside (503 + "
             "Retry-After past it; parsed, a body takes several times its size).",
         ),
     ] = 64 * 1024 * 1024,
-    shadow_cpu: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="CPU a --shadow may take per worker, as a share of one core; copies past it "
-            "are dropped (counted), so a costly shadow cannot take the CPU the answers need.",
-        ),
-    ] = 0.2,
     log: Annotated[
-        bool, typer.Option("--log/--no-log", help="Log every prediction to the spool.")
+        bool,
+        typer.Option(
+            "--log/--no-log", rich_help_panel=LOG, help="Log every prediction to the spool."
+        ),
     ] = True,
     spool_dir: Annotated[
         Path | None,
         typer.Option(
+            rich_help_panel=LOG,
             help="Prediction-log spool folder. [default: GYRE_SPOOL_DIR, i.e. "
-            "GYRE_HOME/predictions/spool]"
+            "GYRE_HOME/predictions/spool]",
         ),
     ] = None,
     access_log: Annotated[
-        bool, typer.Option("--access-log/--no-access-log", help="One JSON line per request.")
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log", rich_help_panel=LOG, help="One JSON line per request."
+        ),
     ] = True,
     auth: Annotated[
         bool | None,
@@ -191,6 +215,7 @@ def serve(
         int | None,
         typer.Option(
             "--version",
+            rich_help_panel=DEPLOY,
             min=0,
             help="Version to serve (and log) a folder, run or bundle as. [default: the "
             "bundle's registry version, else a number made of the package digest]",
@@ -200,6 +225,7 @@ def serve(
     canary: Annotated[
         str | None,
         typer.Option(
+            rich_help_panel=DEPLOY,
             help="ALIAS:PERCENT: that share of the requests goes to each registry model's "
             "ALIAS (or version), e.g. challenger:10.",
             show_default=False,
@@ -208,14 +234,25 @@ def serve(
     shadow: Annotated[
         str | None,
         typer.Option(
+            rich_help_panel=DEPLOY,
             help="ALIAS: mirror every request to each registry model's ALIAS (or version); "
             "its answers are logged, never returned.",
             show_default=False,
         ),
     ] = None,
+    shadow_cpu: Annotated[
+        float,
+        typer.Option(
+            rich_help_panel=DEPLOY,
+            min=0,
+            help="CPU a --shadow may take per worker, as a share of one core; copies past it "
+            "are dropped (counted), so a costly shadow cannot take the CPU the answers need.",
+        ),
+    ] = 0.2,
     reload_interval: Annotated[
         float | None,
         typer.Option(
+            rich_help_panel=DEPLOY,
             min=0,
             help="Seconds between registry checks for moved aliases (models:/NAME@ALIAS); "
             "0: only on POST /admin/reload. [default: 10; edge mode: 0]",
@@ -225,6 +262,7 @@ def serve(
     bundle: Annotated[
         Path | None,
         typer.Option(
+            rich_help_panel=EDGE,
             help="Edge mode: serve this .gyre bundle alone (no tracking server, no network).",
             show_default=False,
         ),
@@ -232,6 +270,7 @@ def serve(
     log_dir: Annotated[
         Path | None,
         typer.Option(
+            rich_help_panel=EDGE,
             help="Edge mode: the prediction log's folder (spool/ and store/). "
             "[default: GYRE_HOME/predictions]",
             show_default=False,
@@ -240,6 +279,7 @@ def serve(
     sync_to: Annotated[
         str | None,
         typer.Option(
+            rich_help_panel=EDGE,
             help="Edge mode: copy the prediction log to this central store (a gyre server "
             "URL, s3://... or a folder) in the background.",
             show_default=False,
@@ -248,6 +288,7 @@ def serve(
     sync_interval: Annotated[
         float | None,
         typer.Option(
+            rich_help_panel=EDGE,
             min=0,
             help="Seconds between syncs (with --sync-to); 0: only on POST /admin/sync. "
             "[default: 60]",
