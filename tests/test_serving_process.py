@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from gyre.models import Model
 from gyre.serving import ServedModel, create_app, resolve_model
-from gyre.serving._protocol import HOLDING_PROTOCOL
+from gyre.serving._protocol import HOLDING_PROTOCOL, thread_config
 from tests.test_predictions_compactor import _stat
 from tests.test_serving_app import (
     classifier,  # noqa: F401 - a fixture
@@ -327,16 +327,7 @@ class _ServerThread:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            loop="uvloop",
-            http=HOLDING_PROTOCOL,
-        )
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(thread_config(app, port=self.port))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> _ServerThread:

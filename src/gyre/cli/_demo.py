@@ -488,20 +488,12 @@ class _ServerThread:
 
         import uvicorn
 
-        from gyre.serving._protocol import HOLDING_PROTOCOL
+        from gyre.serving._protocol import thread_config
 
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(  # the loop and protocol `gyre serve` runs
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            loop="uvloop",
-            http=HOLDING_PROTOCOL,
-        )
-        self._server = uvicorn.Server(config)
+        self._server = uvicorn.Server(thread_config(app))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )

@@ -28,11 +28,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["HOLDING_PROTOCOL", "HttpProtocol"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["HOLDING_PROTOCOL", "HttpProtocol", "thread_config"]
 
 # what uvicorn's ``--http`` / ``http=`` takes: the class, importable in every worker
 HOLDING_PROTOCOL = "gyre.serving._protocol:HttpProtocol"
@@ -109,16 +112,7 @@ class _HoldingTransport:
     def get_write_buffer_size(self) -> int:
         return self._held_bytes + self._transport.get_write_buffer_size()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._transport.get_extra_info(name, default)
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
-
-    def __getattr__(self, name: str) -> Any:  # abort, set_protocol, can_write_eof, ...
+    def __getattr__(self, name: str) -> Any:  # get_extra_info, pause_reading, abort, ...
         return getattr(self._transport, name)
 
 
@@ -131,3 +125,20 @@ class HttpProtocol(HttpToolsProtocol):
             cast(asyncio.Transport, transport), self.loop, lambda: len(tasks) > 1
         )
         super().connection_made(holding)
+
+
+def thread_config(app: Any, **options: Any) -> uvicorn.Config:
+    """The uvicorn settings of a server run in a thread (``gyre demo``, the tests): the
+    loop and HTTP protocol `gyre serve` runs, lifespan on, no logging config or access
+    log of uvicorn's; ``options`` (a port, ...) on top."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http=HOLDING_PROTOCOL,
+        **options,
+    )
