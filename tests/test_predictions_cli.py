@@ -201,6 +201,26 @@ def test_sync_carries_what_a_stopped_edge_server_left_in_its_spool(
     assert query(open_artifact_store(str(central)), "churn").num_rows == 5
 
 
+def test_sync_says_so_when_it_cannot_take_the_spool_left_beside(
+    app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool the syncing user cannot write (the server ran as another user) cannot be
+    compacted: the sync says so, naming the folder, instead of reporting the store alone
+    as if nothing were left behind. (The tests run as root, for whom every folder is
+    writable: the permission check is what is replaced.)"""
+    log = PredictionLog(tmp_path / "log" / "spool")
+    log.append(records(3))
+    log.close()
+    spool = tmp_path / "log" / "spool"
+    allowed = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != spool and allowed(p, mode))
+    store = str(tmp_path / "log" / "store")
+    shown = CliRunner().invoke(app, ["sync", "--from", store, "--to", str(tmp_path / "c")])
+    said = " ".join(shown.output.split())
+    assert f"the spool {spool} holds predictions not compacted yet" in said, shown.output
+    assert "cannot write it" in said and list(spool.glob("*.jsonl")), "the files stay"
+
+
 @pytest.mark.parametrize(
     ("to", "guess"),
     [("127.0.0.1:5050", "http://127.0.0.1:5050"), ("gyre.internal", "http://gyre.internal"),

@@ -510,9 +510,7 @@ def _spool_beside(local: ArtifactStore) -> Path | None:
     if not isinstance(local, LocalArtifactStore) or local.root.name != "store":
         return None  # (the edge layout only: another server's spool is not this store's)
     spool = local.root.parent / "spool"
-    if not spool.is_dir() or not os.access(spool, os.W_OK):  # (compacting takes its files)
-        return None
-    return spool if spool_files(spool) else None
+    return spool if spool.is_dir() and spool_files(spool) else None
 
 
 def _compact_spool_beside(local: ArtifactStore) -> int:
@@ -524,6 +522,13 @@ def _compact_spool_beside(local: ArtifactStore) -> int:
 
     spool = _spool_beside(local)
     if spool is None:
+        return 0
+    if not os.access(spool, os.W_OK):  # (compacting takes its files)
+        console.print(
+            f"[yellow]the spool {escape(str(spool))} holds predictions not compacted yet, "
+            "and this user cannot write it[/] [dim](syncing the store as it is; run the sync "
+            "as the user the server runs as to carry them)[/]"
+        )
         return 0
     counts = Compaction()
     try:

@@ -61,7 +61,8 @@ def write_status(
         logger.warning("could not write %s: %s", path, exc)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (another user's counts as running)."""
     if sys.platform == "win32":  # (signal 0 is CTRL_C_EVENT there; files are removed anyway)
         return True
     try:
@@ -97,7 +98,7 @@ def read_status(spool_dir: Path) -> dict[str, float]:
     for path in paths:
         try:
             status: dict[str, Any] = json.loads(path.read_bytes())
-            if not _alive(int(status["pid"])):
+            if not process_alive(int(status["pid"])):
                 path.unlink()  # left by a compactor killed before it could remove it
                 continue
             totals = [float(status[key]) for key in _TOTALS]

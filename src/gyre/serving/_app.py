@@ -1077,10 +1077,14 @@ def _check_labels(model: str, tasks: list[Any], pairs: list[tuple[str, Any]]) ->
     a model in one column, which a stray ``"yes"`` among integers would turn into text.
     ``tasks``: those of the versions served under the name (primary, then challenger); a
     label is accepted when one of them knows it."""
-    classes: list[Any] = []
-    for task in tasks:
-        if task.kind == "classifier" and task.classes is not None:
-            classes += [c for c in np.asarray(task.classes).tolist() if c not in classes]
+    classes = list(  # in order, each once
+        dict.fromkeys(
+            c
+            for task in tasks
+            if task.kind == "classifier" and task.classes is not None
+            for c in np.asarray(task.classes).tolist()
+        )
+    )
     unknown = any(t.kind == "classifier" and t.classes is None for t in tasks)
     if classes and not unknown and all(t.kind == "classifier" for t in tasks):
         known = set(classes)
@@ -1130,7 +1134,7 @@ class _CpuBudget:
         left = min(self.share, left + (now - at) * self.share) - (cpu - seen)
         state[:3] = [now, cpu, left]
         per_call = batcher.call_cost
-        if left <= 0 or (per_call is None and pending) or left - pending * (per_call or 0) <= 0:
+        if (per_call is None and pending) or left - pending * (per_call or 0) <= 0:
             return False  # (a cost not known yet: one copy at a time until it is)
         state[3] = pending + 1
         return True

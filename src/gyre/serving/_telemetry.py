@@ -62,6 +62,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from gyre.predictions._status import process_alive
+
 __all__ = ["CONTENT_TYPE", "Telemetry"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -187,12 +189,8 @@ def _dead_worker_pids(folder: str) -> set[int]:
         if found is None:
             continue
         pid = int(found.group(1))
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not process_alive(pid):
             pids.add(pid)
-        except OSError:  # (alive, another user's)
-            pass
     return pids
 
 
