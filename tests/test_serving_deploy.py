@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
 import threading
 import time
@@ -619,3 +620,70 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
         failed = CliRunner().invoke(_cli(), ["serve", *args, "--port", "0"])
         assert failed.exit_code != 0, args
         assert message in str(failed.exception), (args, failed.exception)
+
+
+def test_admin_reload_reaches_every_worker_of_gyre_serve(tmp_path: Path) -> None:
+    """``gyre serve --workers 2`` with polling off: ``POST /admin/reload`` reaches one
+    worker, and both must switch to where the alias points now; the answer says how many
+    workers checked."""
+    from tests.test_serving_process import _gyre_serve
+
+    one, two = register(1.0), register(2.0)
+    registry = Registry()
+    registry.set_alias("svc", "champion", one)
+    args = ["models:/svc@champion", "--workers", "2", "--reload-interval", "0", "--no-log"]
+    with _gyre_serve(tmp_path, args, dict(os.environ)) as (_, url):
+        registry.set_alias("svc", "champion", two)
+        answer = httpx.post(f"{url}/admin/reload", timeout=90)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-gyre-workers-checked"] == "2/2"
+        assert answer.json()["svc"]["version"] == str(two)
+        # a connection each: the two workers take turns accepting them
+        versions = [
+            httpx.post(f"{url}/predict/svc", json=[{"x": 1.0}]).headers["x-gyre-model-version"]
+            for _ in range(40)
+        ]
+    registry.close()
+    assert set(versions) == {str(two)}
+
+
+async def test_workers_take_the_admin_requests_of_the_others(tmp_path: Path) -> None:
+    from gyre.serving._peers import Peers
+
+    asker, other = Peers(tmp_path, 2, poll_s=0.01), Peers(tmp_path, 2, poll_s=0.01)
+    asker.pid, other.pid = 101, 102  # (in one process here)
+    taken: list[tuple[str, dict[str, Any]]] = []
+
+    async def act(action: str, args: dict[str, Any]) -> None:
+        taken.append((action, args))
+        if args.get("fail"):
+            raise RuntimeError("this worker could not")
+
+    following = asyncio.ensure_future(other.follow(act))
+    try:
+        rid = asker.ask("reload", {"retry": True})
+        assert await asker.answered(rid, timeout=30) == {102: True}
+        assert taken == [("reload", {"retry": True})]
+        rid = asker.ask("reload", {"fail": True})
+        assert await asker.answered(rid, timeout=30) == {102: False}, "a failure is told"
+        # a worker started now (uvicorn replacing one) takes only what is asked from now on
+        late = Peers(tmp_path, 2, poll_s=0.01)
+        late.pid = 103
+        later: list[str] = []
+
+        async def note(action: str, args: dict[str, Any]) -> None:
+            later.append(action)
+
+        following_late = asyncio.ensure_future(late.follow(note))
+        asker.workers = 3
+        rid = asker.ask("sync", {})
+        assert await asker.answered(rid, timeout=30) == {102: True, 103: True}
+        assert later == ["sync"]
+        following_late.cancel()
+        # nobody answers: the asker stops waiting at the timeout
+        following.cancel()
+        assert await asker.answered(asker.ask("reload", {}), timeout=0.05) == {}
+    finally:
+        following.cancel()
+        for peers in (asker, other):
+            peers.close()

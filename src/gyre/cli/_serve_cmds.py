@@ -451,12 +451,15 @@ def serve(
         f"(auth {'on' if use_auth else 'off'}, {workers} worker{'s' if workers > 1 else ''}, "
         f"batches up to {max_batch_size} rows, log {'on' if spool else 'off'}{extras})",
     )
-    os.environ[_SPEC_ENV] = json.dumps(spec)
     os.environ["GYRE_TRACKING_URI"] = tracking
-    metrics_dir = None
+    metrics_dir = control_dir = None
     if workers > 1:  # counters and histograms summed over the workers
         metrics_dir = tempfile.mkdtemp(prefix="gyre-serve-metrics-")
         os.environ[_MULTIPROC_ENV] = metrics_dir
+        # admin requests every worker must take (POST /admin/reload), see gyre.serving._peers
+        control_dir = tempfile.mkdtemp(prefix="gyre-serve-control-")
+        spec["control"] = {"dir": control_dir, "workers": workers}
+    os.environ[_SPEC_ENV] = json.dumps(spec)
     compactor = None
     if spool:
         from gyre.predictions._compactor import CompactorProcess
@@ -490,6 +493,8 @@ def serve(
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop(_MULTIPROC_ENV, None)
+        if control_dir is not None:
+            shutil.rmtree(control_dir, ignore_errors=True)
 
 
 def _check_mode(

@@ -17,6 +17,7 @@ POST     ``/feedback/{name}``                         ground-truth labels for lo
 GET      ``/metrics``                                 Prometheus
 GET      ``/admin/status``                            versions served, reload and sync status
 POST     ``/admin/reload``                            check the registry for moved aliases now
+                                                      (every worker; ``{"retry": true}``)
 POST     ``/admin/sync``                              edge mode: sync the prediction log now
 =======  ===========================================  ==========================================
 
@@ -64,6 +65,7 @@ from gyre.serving._front import CONTEXT_KEY, Front, RequestInfo, Scope
 from gyre.serving._logging import ACCESS_LOGGER
 from gyre.serving._oip import BINARY_HEADER, decode_request, encode_outputs, input_metadata
 from gyre.serving._oip import model_input as oip_model_input
+from gyre.serving._peers import Peers
 from gyre.serving._reload import Reloader, Watch, alias_of
 from gyre.serving._slots import (
     Challenger,
@@ -94,6 +96,8 @@ _UPLOAD_CHUNK = 1 << 20
 # Shadow requests in flight per worker; past it new ones are dropped (and counted).
 _MAX_SHADOWS = 1024
 _LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
+# How long POST /admin/reload waits for the other workers' checks (each may load a model).
+_PEER_TIMEOUT_S = 60.0
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
@@ -288,6 +292,7 @@ class _Server:
         registry: Registry | None = None,
         reload_interval: float = 0.0,
         edge_sync: EdgeSync | None = None,
+        peers: Peers | None = None,
     ) -> None:
         names = [m.name for m in models]
         duplicate = next((n for n in names if names.count(n) > 1), None)
@@ -325,6 +330,7 @@ class _Server:
         self.reload_interval = reload_interval
         self.reloader: Reloader | None = None
         self.edge_sync = edge_sync
+        self.peers = peers
         self._tasks: list[asyncio.Task[None]] = []
         self._shadows: set[asyncio.Task[None]] = set()
         self._shadow_budget = _CpuBudget(limits.shadow_cpu)
@@ -411,10 +417,18 @@ class _Server:
                                      telemetry=self.telemetry)  # fmt: skip
             if self.reload_interval > 0:
                 self._tasks.append(loop.create_task(self.reloader.run(), name="gyre-reload"))
+            if self.peers is not None:  # POST /admin/reload answered by another worker
+                follow = self.peers.follow(self._peer_request)
+                self._tasks.append(loop.create_task(follow, name="gyre-peers"))
         if self.edge_sync is not None:
             self.edge_sync.telemetry = self.telemetry
             if self.edge_sync.interval > 0:
                 self._tasks.append(loop.create_task(self.edge_sync.run(), name="gyre-sync"))
+
+    async def _peer_request(self, action: str, args: dict[str, Any]) -> None:
+        """An admin request another worker of this server answered (see ``_peers``)."""
+        if action == "reload" and self.reloader is not None:
+            await self.reloader.check(retry=args.get("retry") is True)
 
     async def _flush_metrics(self) -> None:
         assert self.telemetry is not None
@@ -1047,8 +1061,22 @@ def _gyre_routes(server: _Server) -> list[Route]:
             )
         doc = await server.body_json(request) if await request.body() else {}
         retry = isinstance(doc, dict) and doc.get("retry") is True
+        peers = server.peers
+        asked = peers.ask("reload", {"retry": retry}) if peers is not None else None
         await server.reloader.check(retry=retry)
-        return _json_response({name: server.model_status(name) for name in server.slots})
+        answer = _json_response({name: server.model_status(name) for name in server.slots})
+        if peers is not None and asked is not None:
+            # the other workers check too; the answer says how many did (and succeeded)
+            others = await peers.answered(asked, timeout=_PEER_TIMEOUT_S)
+            done = 1 + sum(others.values())
+            answer.headers["x-gyre-workers-checked"] = f"{done}/{peers.workers}"
+            if done < peers.workers:
+                logger.warning(
+                    "POST /admin/reload: %d of %d workers checked the registry within %g s; "
+                    "the others follow at their next poll",
+                    done, peers.workers, _PEER_TIMEOUT_S,
+                )  # fmt: skip
+        return answer
 
     async def sync_now(request: Request) -> Response:
         if server.edge_sync is None:
@@ -1242,6 +1270,7 @@ def create_app(
     registry: Registry | None = None,
     reload_interval: float = 0.0,
     edge_sync: EdgeSync | None = None,
+    peers: Peers | None = None,
 ) -> Front:
     """The serving ASGI app over ``models`` (see the module docstring for the routes).
 
@@ -1251,7 +1280,8 @@ def create_app(
     (0: only on ``POST /admin/reload``) against ``registry`` (default: the configured one,
     when ``reload_interval`` > 0). ``edge_sync``: the edge's background sync
     (:class:`gyre.serving._edge.EdgeSync`), run every its ``interval`` and on
-    ``POST /admin/sync``.
+    ``POST /admin/sync``. ``peers``: the other worker processes of this server
+    (:class:`gyre.serving._peers.Peers`), which ``POST /admin/reload`` tells to check too.
 
     ``prediction_log``: every answered prediction is appended to it (after the response
     is computed; the response never waits on the write), and ``/feedback`` writes to it.
@@ -1273,6 +1303,7 @@ def create_app(
         registry=registry,
         reload_interval=reload_interval,
         edge_sync=edge_sync,
+        peers=peers,
     )
     routes = [*_oip_routes(server), *_gyre_routes(server)]
     router = Router(routes=routes, lifespan=server.lifespan)

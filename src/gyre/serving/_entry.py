@@ -24,6 +24,7 @@ from gyre.predictions import PredictionLog as Log
 from gyre.serving._app import Limits, create_app
 from gyre.serving._auth import TokenVerifier
 from gyre.serving._front import Front
+from gyre.serving._peers import Peers
 from gyre.serving._reload import alias_of
 from gyre.serving._slots import Batching, Challenger, ModelSpec
 
@@ -106,6 +107,11 @@ def app_from_env() -> Front:
             log, log.artifacts, edge["sync_to"], interval=float(edge.get("sync_interval", 60))
         )
         closers.append(edge_sync.close)
+    peers = None  # the other workers, told of POST /admin/reload (only aliases reload)
+    control: dict[str, Any] = spec.get("control") or {}
+    if registry is not None and control.get("dir") and int(control.get("workers", 1)) > 1:
+        peers = Peers(control["dir"], int(control["workers"]))
+        closers.append(peers.close)
     return create_app(
         models,
         prediction_log=log,
@@ -117,4 +123,5 @@ def app_from_env() -> Front:
         registry=registry,
         reload_interval=float(spec.get("reload_interval", 0.0)),
         edge_sync=edge_sync,
+        peers=peers,
     )

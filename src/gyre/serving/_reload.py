@@ -17,7 +17,8 @@ with ``{"retry": true}``), unless what failed was reaching the artifact store
 (BackendUnavailable): then every check tries again, and the swap happens once it answers.
 
 The server polls every ``interval`` seconds (``gyre serve --reload-interval``; 0 polls
-never); ``POST /admin/reload`` checks at once. With several workers each polls on its own.
+never); ``POST /admin/reload`` checks at once. With several workers each polls on its own,
+and ``POST /admin/reload`` reaches them all (:mod:`gyre.serving._peers`).
 """
 
 from __future__ import annotations
