@@ -24,6 +24,7 @@ from gyre.errors import (
     BackendUnavailable,
     GyreError,
     IntegrityError,
+    InvalidArgument,
     NotFound,
     PayloadTooLarge,
 )
@@ -347,6 +348,32 @@ def test_an_unreachable_server_is_backend_unavailable_naming_the_url() -> None:
     with HttpStore(url, retry_seconds=0.3) as store, pytest.raises(BackendUnavailable) as exc:
         store.get_experiment("1")
     assert url in str(exc.value)
+
+
+def test_a_cli_command_against_a_down_server_says_it_retries_for_the_time_the_setting_gives(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GYRE_HTTP_RETRY_S bounds the retrying (a read command need not wait the SDK's 30 s
+    for a server that is down); a call that will retry for long says so as it starts."""
+    from gyre.cli import main
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("GYRE_HTTP_RETRY_S", "2.5")
+    with caplog.at_level(logging.WARNING, logger="gyre.http"):
+        code = main(["predictions", "query", "models:/churn", "--tracking-uri", url])
+    assert code == 1
+    [said] = [r.getMessage() for r in caplog.records if r.name == "gyre.http"]
+    assert url in said and "retrying for up to 2.5 s (GYRE_HTTP_RETRY_S)" in said
+    # the SDK's clients take the setting too; 0 does not retry, so says nothing
+    monkeypatch.setenv("GYRE_HTTP_RETRY_S", "0")
+    caplog.clear()
+    with HttpStore(url) as store, pytest.raises(BackendUnavailable):
+        assert store.retry_seconds == 0
+        store.get_experiment("1")
+    assert not [r for r in caplog.records if r.name == "gyre.http"]
+    monkeypatch.setenv("GYRE_HTTP_RETRY_S", "soon")
+    with pytest.raises(InvalidArgument, match="GYRE_HTTP_RETRY_S='soon'"):
+        HttpStore(url)
 
 
 def test_http_store_retries_503_then_succeeds() -> None:

@@ -6,12 +6,15 @@ independent layers and so may not import each other.
 
 from __future__ import annotations
 
+import logging
+import math
 import random
 import time
 
 import httpx
 
 from gyre import config
+from gyre.errors import InvalidArgument
 
 __all__ = [
     "RETRY_ERRORS",
@@ -20,7 +23,10 @@ __all__ = [
     "UNSENT_ERRORS",
     "Backoff",
     "make_client",
+    "retry_seconds",
 ]
+
+logger = logging.getLogger("gyre.http")
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 # 503 is what gyre server (and proxies) answer before handling a request.
@@ -32,6 +38,28 @@ UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
+# A call that may retry longer than this says so when it starts retrying (a shorter one,
+# such as an edge box's sync attempt, just fails and is tried again later).
+_ANNOUNCE_ABOVE_S = 2.0
+
+
+def retry_seconds(given: float | None) -> float:
+    """``given``, else the setting GYRE_HTTP_RETRY_S: how long a call keeps retrying a
+    server that does not answer (0: not at all)."""
+    if given is not None:
+        return given
+    resolved = config.resolve("GYRE_HTTP_RETRY_S")
+    try:
+        value = float(resolved.value)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise InvalidArgument(
+            f"GYRE_HTTP_RETRY_S={resolved.value!r} (from {resolved.source}) is not a number "
+            "of seconds",
+            hint="e.g. GYRE_HTTP_RETRY_S=30, or 0 to fail at once",
+        )
+    return value
 
 
 def make_client(
@@ -66,19 +94,29 @@ class Backoff:
     ...         raise BackendUnavailable(...)
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, server: str | None = None) -> None:
+        self.seconds = seconds
         self._deadline = time.monotonic() + seconds
         self._delay = _FIRST_DELAY
+        self._server = server  # named in the warning when retrying starts
 
     @property
     def exhausted(self) -> bool:
         """True when the next wait would pass the deadline."""
         return time.monotonic() + self._delay > self._deadline
 
-    def wait(self) -> bool:
-        """Sleep before the next attempt; False (without sleeping) when time is up."""
+    def wait(self, reason: str = "") -> bool:
+        """Sleep before the next attempt; False (without sleeping) when time is up.
+        Before the first sleep of a long retry, a warning names the server and ``reason``
+        (what went wrong), so that nobody waits in silence."""
         if self.exhausted:
             return False
+        if self._delay == _FIRST_DELAY and self._server and self.seconds > _ANNOUNCE_ABOVE_S:
+            logger.warning(
+                "gyre server %r did not answer (%s); retrying for up to %g s "
+                "(GYRE_HTTP_RETRY_S)",
+                self._server, reason or "no answer", self.seconds,
+            )  # fmt: skip
         time.sleep(self._delay * random.uniform(0.5, 1.0))
         self._delay = min(self._delay * 2, _MAX_DELAY)
         return True

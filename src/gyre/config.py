@@ -103,6 +103,12 @@ SETTINGS: dict[str, Setting] = {
             "0 turns off the numpy fast path of scikit-learn linear and HistGradientBoosting "
             "models (checked bit for bit against the estimator before use).",
         ),
+        Setting(
+            "GYRE_HTTP_RETRY_S",
+            "30",
+            "Seconds a call to a gyre server (an http:// tracking or artifact URI) keeps "
+            "retrying while the server is unreachable or answers 502/503/504; 0 fails at once.",
+        ),
         Setting("GYRE_HOST", "127.0.0.1", "Address `gyre server` listens on."),
         Setting("GYRE_PORT", "5050", "Port `gyre server` listens on."),
         Setting(

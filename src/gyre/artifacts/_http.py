@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from gyre._http import RETRY_ERRORS, RETRY_STATUSES, Backoff, make_client
+from gyre._http import retry_seconds as retry_seconds_setting
 from gyre.artifacts._protocol import BlobRef
 from gyre.artifacts._verify import CHUNK_BYTES, open_verified
 from gyre.errors import BackendUnavailable, GyreError, IntegrityError, from_body
@@ -31,9 +32,10 @@ __all__ = ["HttpArtifactStore"]
 class HttpArtifactStore:
     """An ArtifactStore backed by a ``gyre server`` at ``uri`` (``http(s)://host:port``).
 
-    ``token``: API token (default: the setting ``GYRE_TOKEN``). ``retry_seconds``: the
-    longest a call keeps retrying before BackendUnavailable. ``transport``: an httpx
-    transport to use instead of the network (tests).
+    ``token``: API token (default: the setting ``GYRE_TOKEN``). ``retry_seconds`` (default:
+    the setting GYRE_HTTP_RETRY_S, 30): the longest a call keeps retrying before
+    BackendUnavailable. ``transport``: an httpx transport to use instead of the network
+    (tests).
     """
 
     def __init__(
@@ -41,12 +43,12 @@ class HttpArtifactStore:
         uri: str,
         token: str | None = None,
         *,
-        retry_seconds: float = 30.0,
+        retry_seconds: float | None = None,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.uri = uri
-        self.retry_seconds = retry_seconds
+        self.retry_seconds = retry_seconds_setting(retry_seconds)
         self._client = make_client(
             uri, "/api/v1/artifacts/", token=token, timeout=timeout, transport=transport
         )
@@ -65,11 +67,13 @@ class HttpArtifactStore:
     ) -> httpx.Response:
         """``attempt()`` until it answers something other than 502/503/504, retrying
         connection failures while ``may_retry()`` and time remain."""
-        backoff = Backoff(self.retry_seconds)
+        backoff = Backoff(self.retry_seconds, self.uri)
         while True:
+            reason = ""
             try:
                 response = attempt()
             except RETRY_ERRORS as exc:
+                reason = str(exc) or type(exc).__name__
                 if not may_retry() or backoff.exhausted:
                     raise BackendUnavailable(
                         f"gyre server {self.uri!r} is unreachable: {exc or type(exc).__name__}",
@@ -84,7 +88,8 @@ class HttpArtifactStore:
                 ):
                     return response
                 response.close()
-            backoff.wait()
+                reason = f"HTTP {response.status_code}"
+            backoff.wait(reason)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self._retrying(

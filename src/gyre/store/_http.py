@@ -31,6 +31,7 @@ from gyre._http import (
     Backoff,
     make_client,
 )
+from gyre._http import retry_seconds as retry_seconds_setting
 from gyre.entities import (
     Alert,
     AuditEntry,
@@ -90,9 +91,10 @@ class HttpStore:
     """A MetadataStore backed by a ``gyre server`` at ``uri`` (``http(s)://host:port``).
 
     ``token``: API token sent as ``Authorization: Bearer``; by default the setting
-    ``GYRE_TOKEN``. ``retry_seconds``: the longest a call keeps retrying an unreachable or
-    overloaded server before raising BackendUnavailable. ``transport``: an httpx transport
-    to use instead of the network (tests).
+    ``GYRE_TOKEN``. ``retry_seconds`` (default: the setting GYRE_HTTP_RETRY_S, 30): the
+    longest a call keeps retrying an unreachable or overloaded server before raising
+    BackendUnavailable. ``transport``: an httpx transport to use instead of the network
+    (tests).
     """
 
     def __init__(
@@ -100,12 +102,12 @@ class HttpStore:
         uri: str,
         token: str | None = None,
         *,
-        retry_seconds: float = 30.0,
+        retry_seconds: float | None = None,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.uri = uri
-        self.retry_seconds = retry_seconds
+        self.retry_seconds = retry_seconds_setting(retry_seconds)
         self._client = make_client(
             uri, "/api/v1/", token=token, timeout=timeout, transport=transport, accept_json=True
         )
@@ -141,9 +143,10 @@ class HttpStore:
         headers = _JSON_HEADERS if content is not None else None
         retry_statuses = RETRY_STATUSES if idempotent else UNPROCESSED_STATUSES
         retry_errors = RETRY_ERRORS if idempotent else UNSENT_ERRORS
-        backoff = Backoff(self.retry_seconds)
+        backoff = Backoff(self.retry_seconds, self.uri)
         ambiguous = False
         while True:
+            reason = ""
             try:
                 response = self._client.request(
                     method, path, content=content, params=params, headers=headers
@@ -153,13 +156,15 @@ class HttpStore:
                     ambiguous = True
                 if not isinstance(exc, retry_errors) or backoff.exhausted:
                     raise self._unreachable(exc, ambiguous) from None
+                reason = str(exc) or type(exc).__name__
             else:
                 if response.status_code not in retry_statuses:
                     return response, ambiguous
                 ambiguous = ambiguous or response.status_code != 503
                 if backoff.exhausted:
                     return response, ambiguous
-            backoff.wait()
+                reason = f"HTTP {response.status_code}"
+            backoff.wait(reason)
 
     def _unreachable(self, exc: httpx.TransportError, ambiguous: bool) -> BackendUnavailable:
         reason = str(exc) or type(exc).__name__
