@@ -42,8 +42,9 @@ def anyio_backend() -> str:
 
 
 class Doubler:
-    """A python-flavor model: doubles ``x``; fails on 666; sleeps ``config['sleep']`` s (on
-    every call, or only on one holding ``config['sleep_on']`` when that is set)."""
+    """A python-flavor model: doubles ``x``; fails on 666; answers one row short when given
+    777; sleeps ``config['sleep']`` s (on every call, or only on one holding
+    ``config['sleep_on']`` when that is set)."""
 
     config: dict[str, Any] = {"sleep": 0.0}
 
@@ -56,6 +57,8 @@ class Doubler:
             time.sleep(self.sleep)
         if (model_input["x"] == 666).any():
             raise ValueError("666 is not allowed")
+        if (model_input["x"] == 777).any():
+            return model_input["x"].to_numpy()[:-1] * 2  # a broken model: a row short
         return model_input["x"].to_numpy() * 2
 
 
@@ -714,6 +717,32 @@ async def test_model_failure_is_500_for_that_request_only(
         'gyre_serving_errors_total{endpoint="predict",model="dbl",status="500",version="1"} 1.0'
         in metrics
     )
+
+
+async def test_a_model_answering_fewer_rows_than_asked_fails_that_request(
+    doubler: Model,
+) -> None:
+    """A model that returns a row short must not answer 200 with the rows it has: the
+    client would take the answers for the wrong rows. Alone or batched with others."""
+    async with serving([ServedModel("dbl", "1", doubler)]) as client:
+        alone = await client.post(
+            "/predict/dbl", json=[{"x": 1.0}, {"x": 777.0}], headers={"X-Request-ID": "short"}
+        )
+        oip = await client.post(
+            "/v2/models/dbl/infer",
+            json={"inputs": [{"name": "x", "shape": [2], "datatype": "FP64", "data": [1, 777]}]},
+        )
+        together = await asyncio.gather(
+            *(client.post("/predict/dbl", json=[{"x": 777.0 if i == 3 else float(i)}])
+              for i in range(8))
+        )  # fmt: skip
+    assert alone.status_code == 500, alone.text
+    assert "failed on request short" in alone.json()["message"]
+    assert oip.status_code == 500, oip.text
+    assert [a.status_code for a in together] == [200, 200, 200, 500, 200, 200, 200, 200]
+    assert [a.json()["predictions"] for i, a in enumerate(together) if i != 3] == [
+        [2.0 * i] for i in range(8) if i != 3
+    ]
 
 
 async def test_micro_batching_coalesces_and_matches_unbatched(classifier: Model) -> None:

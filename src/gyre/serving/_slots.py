@@ -720,7 +720,13 @@ class Deployment:
 
     def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
         try:
-            return self._predict(job.payload.data, PROBA in job.options, (job,))
+            outputs = self._predict(job.payload.data, PROBA in job.options, (job,))
+            for name, arr in outputs.items():  # (a 0-d output is one answer for all rows)
+                if arr.ndim and arr.shape[0] != job.rows:
+                    raise ValueError(
+                        f"output {name!r} has {arr.shape[0]} rows for {job.rows} input rows"
+                    )
+            return outputs
         except InvalidArgument as exc:
             if job.payload.raw_key is not None and self.signature is not None:
                 try:  # was it the input (a 400 for this request) or the model?
