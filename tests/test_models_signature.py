@@ -211,6 +211,26 @@ def test_an_out_of_range_int_is_an_error() -> None:
     )
 
 
+def test_integers_past_float_precision_arrive_exactly_and_past_int64_as_errors() -> None:
+    """JSON integers are exact: 2**53 + 1 beside a whole float must not be rounded through
+    float64; a uint64 column takes values past int64's range; an int64 column refuses them
+    with the value named (not an OverflowError from numpy)."""
+    big = 2**53 + 1
+    sig = Signature(ColumnSchema((ColumnSpec("n", "int64"),)))
+    assert sig.conform({"n": [1.0, big]}).columns["n"].tolist() == [1, big]
+    assert sig.conform([{"n": 1.0}, {"n": big}]).columns["n"].tolist() == [1, big]
+    unsigned = Signature(ColumnSchema((ColumnSpec("n", "uint64"),)))
+    assert unsigned.conform({"n": [2**64 - 1]}).columns["n"].tolist() == [2**64 - 1]
+    assert _mismatch({"n": [1, 2**63]}, sig) == (
+        f"column 'n' expects int64, got int {2**63} at row 1, outside int64's range"
+    )
+    assert _mismatch({"n": [-1]}, unsigned) == (
+        "column 'n' expects uint64, got int -1 at row 0, outside uint64's range"
+    )
+    floats = Signature(ColumnSchema((ColumnSpec("x", "float64"),)))
+    assert floats.conform({"x": [1, 2**64]}).columns["x"].tolist() == [1.0, 2.0**64]
+
+
 def test_a_missing_value_where_the_signature_forbids_it_names_column_and_row() -> None:
     rows = [dict(r) for r in GOOD_ROWS]
     rows[2]["age"] = None

@@ -156,8 +156,30 @@ def _numbers_from_objects(
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
             raise _wrong(subject, target, arr, i, locate)
         all_ints = all_ints and isinstance(value, numbers.Integral)
+    if target not in _FLOATS and not missing.any():
+        # Exactly: a whole float is that integer (1.0 beside 9007199254740993 must not turn
+        # the latter into a float), and every value is checked against the target's range
+        # as the integer it is (numpy refuses Python ints past int64 with OverflowError).
+        info = np.iinfo(target)
+        exact = []
+        for i, value in enumerate(flat):
+            if not isinstance(value, numbers.Integral):
+                if not np.isfinite(value) or value != np.trunc(value):
+                    raise _wrong(subject, target, arr, i, locate)
+            whole = int(value)
+            if not info.min <= whole <= info.max:
+                raise SchemaMismatch(
+                    f"{subject} expects {target}, got {describe_value(value)} at {locate(i)}, "
+                    f"outside {target}'s range",
+                    hint=f"send values between {info.min} and {info.max}",
+                )
+            exact.append(whole)
+        return np.array(exact, dtype=target).reshape(arr.shape)
     if all_ints and not missing.any():
-        return np.array(flat.tolist(), dtype=np.int64).reshape(arr.shape)
+        try:
+            return np.array(flat.tolist(), dtype=np.int64).reshape(arr.shape)
+        except OverflowError:  # past int64: as floats, as for a float target
+            pass
     values = [np.nan if missing.flat[i] else v for i, v in enumerate(flat)]
     return np.array(values, dtype=np.float64).reshape(arr.shape)
 
