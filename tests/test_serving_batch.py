@@ -291,6 +291,7 @@ def test_score_file_refuses_rows_longer_than_the_header(
         ("empty.parquet", b"", "out.parquet", "cannot read the input as parquet"),
         ("junk.parquet", b"PAR1 not really", "out.parquet", "cannot read the input as parquet"),
         ("empty.jsonl", b"", "out.parquet", "the jsonl input holds no rows"),
+        ("empty.csv", b"", "out.csv", "cannot read the input as csv"),
         ("header.csv", b",".join(c.encode() for c in COLUMNS) + b"\n", "o.csv", "holds no rows"),
     ],
 )
@@ -316,7 +317,33 @@ def test_gyre_predict_file_problems_are_one_line(
     assert main is not None
     assert code.returncode == 2, code.stderr
     assert message in code.stderr and "Traceback" not in code.stderr
-    assert len(code.stderr.strip().splitlines()) == 1, code.stderr
+    assert code.stderr.startswith("error: ") and code.stderr.count("\n") == 1, code.stderr
+    if name == "empty.csv":  # the hint speaks of the file, not of an HTTP upload
+        assert f"check that {str(source)!r} is a csv file" in code.stderr
+        assert "POST /batch" not in code.stderr
+
+
+def test_gyre_predict_says_in_one_line_where_the_model_failed(tmp_path: Path) -> None:
+    """A model whose predict raises ends the command with one line naming the rows of
+    the chunk and the model's own error (exit 1), no traceback, and no output file."""
+    from tests.test_serving_app import save_doubler
+
+    model_dir = save_doubler(tmp_path / "dbl")  # fails on 666
+    source = tmp_path / "in.csv"
+    source.write_text("x\n1\n2\n666\n4\n5\n")
+    code = subprocess.run(
+        [sys.executable, "-c", "import sys; from gyre.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "predict", str(model_dir), "-i", str(source),
+         "-o", str(tmp_path / "out.csv"), "--batch-size", "2"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "300", "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert code.returncode == 1, code.stderr
+    assert code.stderr.startswith(
+        f"error: the model failed on rows 2-3 of {str(source)!r} (ValueError: 666 is not allowed)"
+    ), code.stderr
+    assert code.stderr.count("\n") == 1 and "Traceback" not in code.stderr
+    assert not (tmp_path / "out.csv").exists()
 
 
 @pytest.mark.anyio

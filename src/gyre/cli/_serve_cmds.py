@@ -30,7 +30,7 @@ from rich.console import Console
 
 from gyre import config
 from gyre.cli._server_cmds import _is_loopback, _url_host
-from gyre.errors import InvalidArgument
+from gyre.errors import GyreError, InvalidArgument
 
 __all__ = ["register"]
 
@@ -775,7 +775,7 @@ def predict(
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=json_output,
+        disable=json_output or not err.is_terminal,  # (a log file gets the summary line)
     ) as progress:
         task = progress.add_task("scoring", total=total, rate="")
         started = time.perf_counter()
@@ -787,14 +787,22 @@ def predict(
             rate = done / max(time.perf_counter() - started, 1e-9)
             progress.update(task, advance=rows, rate=f"{rate:,.0f} rows/s")
 
-        stats = score_file(
-            model,
-            input,
-            output,
-            batch_size=batch_size,
-            proba=proba,
-            progress=advance,
-        )
+        try:
+            stats = score_file(
+                model, input, output, batch_size=batch_size, proba=proba, progress=advance
+            )
+        except GyreError:
+            raise
+        except Exception as exc:  # the model's own predict raised: its words, no traceback
+            last = done + batch_size - 1
+            if total is not None:
+                last = min(last, total - 1)
+            raise GyreError(
+                f"the model failed on rows {done}-{last} of {str(input)!r} "
+                f"({type(exc).__name__}: {exc})",
+                hint="nothing was written; call the model's predict on those rows in Python "
+                "to see where it fails",
+            ) from None
     if json_output:
         typer.echo(json.dumps({"rows": stats.rows, "seconds": round(stats.seconds, 3),
                                "rows_per_second": round(stats.rows_per_second, 1),

@@ -163,9 +163,11 @@ def _numbers_from_objects(
         info = np.iinfo(target)
         exact = []
         for i, value in enumerate(flat):
-            if not isinstance(value, numbers.Integral):
-                if not np.isfinite(value) or value != np.trunc(value):
-                    raise _wrong(subject, target, arr, i, locate)
+            whole_float = isinstance(value, numbers.Integral) or (
+                np.isfinite(value) and value == np.trunc(value)
+            )
+            if not whole_float:
+                raise _wrong(subject, target, arr, i, locate)
             whole = int(value)
             if not info.min <= whole <= info.max:
                 raise SchemaMismatch(

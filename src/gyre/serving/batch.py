@@ -158,8 +158,13 @@ def _read_chunks(
             yield from json_reader
 
 
-def _readable(chunks: Iterator[Any], fmt: Format) -> Iterator[Any]:
+def _readable(chunks: Iterator[Any], fmt: Format, source: Any) -> Iterator[Any]:
     """``chunks``, with the reader's own errors turned into one clear InvalidArgument."""
+    if isinstance(source, str | os.PathLike):  # a file (gyre predict): its suffix says
+        hint = f"check that {os.fspath(source)!r} is a {fmt} file (its suffix says it is)"
+    else:
+        hint = (f"check that it is a {fmt} file (the format comes from Content-Type or "
+                "?format= on POST /batch)")  # fmt: skip
     while True:
         try:
             chunk = next(chunks)
@@ -169,9 +174,7 @@ def _readable(chunks: Iterator[Any], fmt: Format) -> Iterator[Any]:
             raise
         except Exception as exc:  # pandas / pyarrow: whatever the bytes made them raise
             raise InvalidArgument(
-                f"cannot read the input as {fmt}: {type(exc).__name__}: {exc}",
-                hint=f"check that it is a {fmt} file (the format comes from the file's "
-                "suffix, or from Content-Type or ?format= on POST /batch)",
+                f"cannot read the input as {fmt}: {type(exc).__name__}: {exc}", hint=hint
             ) from None
         yield chunk
 
@@ -200,7 +203,7 @@ def score_chunks(
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
     writer = _Writer(out_format or fmt)
     offset = 0  # rows of the file before this chunk
-    for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt):
+    for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt, source):
         if fmt == "parquet":
             frame = chunk.to_pandas()
             rows = chunk.num_rows
