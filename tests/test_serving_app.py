@@ -669,6 +669,9 @@ async def test_predict_errors_use_gyre_error_body(classifier: Model, regressor: 
         junk = await client.post("/predict/clf", content=b"{oops")
         no_proba = await client.post("/predict/reg?proba=true", json={"instances": [[1, 2, 3, 4]]})
         good = await client.post("/predict/reg", json={"instances": [[1, 2, 3, 4]]})
+        unsure = await client.post("/predict/clf?proba=maybe", json=rows)
+        unsure_batch = await client.post("/batch/clf?format=csv&proba=maybe", content=b"f0\n1\n")
+        said_no = await client.post("/predict/clf?proba=false", json=rows)
     assert wrong.status_code == 400
     assert wrong.json() == {
         "error_code": "SCHEMA_MISMATCH",
@@ -677,6 +680,10 @@ async def test_predict_errors_use_gyre_error_body(classifier: Model, regressor: 
     }
     assert absent.json()["message"] == "column 'f7' is missing"
     assert typo.json()["hint"] == "did you mean 'f_7'?"
+    for refused in (unsure, unsure_batch):  # not taken for "no" in silence
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["message"] == "query parameter proba='maybe' is not true or false"
+    assert said_no.status_code == 200 and "probabilities" not in said_no.json()
     assert both.json()["error_code"] == "INVALID_ARGUMENT" and "exactly one of" in both.text
     assert junk.status_code == 400 and "malformed JSON body" in junk.json()["message"]
     assert no_proba.status_code == 400 and "has no predict_proba" in no_proba.json()["message"]

@@ -164,7 +164,12 @@ def serve(
     ] = 4096,
     timeout: Annotated[
         float,
-        typer.Option(rich_help_panel=LIMITS, min=0.001, help="Seconds before a request gets 504."),
+        typer.Option(
+            rich_help_panel=LIMITS,
+            min=0.001,
+            help="Seconds before a prediction request gets 504 (not /batch: an upload is "
+            "scored as long as it takes).",
+        ),
     ] = 30.0,
     max_request_bytes: Annotated[
         int,

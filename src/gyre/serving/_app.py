@@ -178,8 +178,22 @@ def _json_response(body: Any, status: int = 200) -> Response:
     return Response(_json.dumps(body), status_code=status, media_type="application/json")
 
 
-def _truthy(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes", "on")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _truthy(value: str | None, name: str = "proba") -> bool:
+    """A yes/no query parameter (absent: no); anything else is refused, naming it."""
+    if value is None:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise InvalidArgument(
+        f"query parameter {name}={value!r} is not true or false",
+        hint=f"?{name}=true or ?{name}=false",
+    )
 
 
 def _log_inputs(prepared: Prepared, columns: list[str] | None) -> tuple[Any, list[str] | None]:
