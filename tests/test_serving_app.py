@@ -1031,17 +1031,22 @@ async def test_refusals_before_routing_count_under_the_model_named(classifier: M
         unknown = await client.post("/predict/nope", json=[{"f0": 1.0}])
         tensor = oip_matrix(classifier_data(2)[0].to_numpy())
         infer = await client.post("/v2/models/clf/infer", json=tensor)
+        probes = [await client.get("/v2/models/clf/ready") for _ in range(3)]
         text = (await client.get("/metrics")).text
     assert (big.status_code, version.status_code, unknown.status_code) == (413, 404, 404)
+    assert [p.status_code for p in probes] == [200] * 3
     assert infer.status_code == 200
     for series in (
         'gyre_serving_requests_total{endpoint="predict",model="clf",status="413",version=""} 1.0',
         'gyre_serving_requests_total{endpoint="predict",model="clf",status="404",version=""} 1.0',
         'gyre_serving_requests_total{endpoint="predict",model="",status="404",version=""} 1.0',
         'gyre_serving_rows_total{endpoint="infer",model="clf",version="4"} 2.0',
+        # a model's readiness probe counts under the model, as its metadata does
+        'gyre_serving_requests_total{endpoint="metadata",model="clf",status="200",version="4"} 3.0',
     ):
         assert series in text, series
     assert 'model="nope"' not in text
+    assert 'endpoint="metadata",model=""' not in text
 
 
 async def test_access_log_and_request_ids(
