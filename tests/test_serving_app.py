@@ -348,7 +348,15 @@ async def test_unknown_model_and_version_are_404(classifier: Model) -> None:
             await client.post("/predict/nope", json={"records": [{}]}),
         ]
         route = await client.get("/nowhere")
+        wrong_methods = [await client.get("/predict/clf"), await client.post("/metrics")]
     assert [a.status_code for a in answers] == [404] * 6
+    # a method the route does not take is a 405 that says which it does (RFC 9110 15.5.6)
+    assert [(w.status_code, w.headers.get("allow")) for w in wrong_methods] == [
+        (405, "POST"),
+        (405, "GET, HEAD"),
+    ]
+    assert wrong_methods[0].json()["message"] == "method not allowed: 'GET /predict/clf'"
+    assert wrong_methods[0].json()["hint"] == "use POST"
     assert "model 'nope' is not served here" in answers[0].json()["error"]
     assert "served models: clf" in answers[0].json()["error"]
     assert "no version '9'" in answers[1].json()["error"]

@@ -23,7 +23,7 @@ import random
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
 from typing import Any, Protocol
 
 from starlette.exceptions import HTTPException
@@ -325,13 +325,17 @@ class Front:
                 logger.error("request %s failed after its response started: %s", request_id, err)
         except HTTPException as exc:  # the router's own 404 / 405
             target = f"{scope['method']} {path}"
+            allow = (exc.headers or {}).get("Allow", "")  # (a 405 says what the route takes)
             routed: GyreError = (
                 NotFound(f"no such route: {target!r}", hint="see GET /v2 and the serving docs")
                 if exc.status_code == 404
-                else InvalidArgument(f"method not allowed: {target!r}")
+                else InvalidArgument(
+                    f"method not allowed: {target!r}", hint=f"use {allow}" if allow else None
+                )
             )
+            extra = [(b"allow", allow.encode("latin-1"))] if allow else []
             if not response_started:
-                await self._error(send_wrapped, routed, path, status=exc.status_code)
+                await self._error(send_wrapped, routed, path, status=exc.status_code, extra=extra)
         except Exception:
             logger.exception(
                 "internal error (request id %s) in %s %s", request_id, scope["method"], path
@@ -375,9 +379,16 @@ class Front:
             request_context.reset(token)
 
     async def _error(
-        self, send: Send, err: GyreError, path: str, *, status: int | None = None
+        self,
+        send: Send,
+        err: GyreError,
+        path: str,
+        *,
+        status: int | None = None,
+        extra: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         code, body, headers = error_response_parts(err, path, status=status)
+        headers += extra
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
