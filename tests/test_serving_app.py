@@ -454,6 +454,39 @@ async def test_infer_binary_tensor_extension(classifier: Model) -> None:
     assert values.tolist() == classifier.predict(rows.astype(np.float64)).tolist()
 
 
+async def test_infer_binary_sizes_that_do_not_fit_the_body_are_400(classifier: Model) -> None:
+    """A binary_data_size that is not a byte count, one past the body, and bytes that no
+    input claims are each a 400 saying which; none is read as tensor data."""
+    rows = classifier_data(1, seed=4)[0].to_numpy().astype("<f8")
+
+    def body(size: object, extra: bytes = b"") -> tuple[bytes, dict[str, str]]:
+        tensor = {"name": "input-0", "shape": [1, 20], "datatype": "FP64",
+                  "parameters": {"binary_data_size": size}}  # fmt: skip
+        header = json.dumps({"inputs": [tensor]}).encode()
+        return header + rows.tobytes() + extra, {
+            "Inference-Header-Content-Length": str(len(header))
+        }
+
+    async with serving([ServedModel("clf", "1", classifier)]) as client:
+        answers = []
+        for size, extra in (("big", b""), (rows.nbytes + 8, b""), (rows.nbytes, b"\0" * 4)):
+            content, headers = body(size, extra)
+            answers.append(
+                await client.post("/v2/models/clf/infer", content=content, headers=headers)
+            )
+        good = await client.post("/v2/models/clf/infer", content=body(rows.nbytes)[0],
+                                 headers=body(rows.nbytes)[1])  # fmt: skip
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert "binary_data_size 'big' is not a byte count" in answers[0].json()["error"]
+    assert "binary_data_size 168 runs past the body (160 binary bytes left)" in (
+        answers[1].json()["error"]
+    )
+    assert "the body holds 4 binary bytes past the inputs' binary_data_size (160 in all)" in (
+        answers[2].json()["error"]
+    )
+    assert good.status_code == 200, good.text
+
+
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [

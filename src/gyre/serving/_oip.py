@@ -344,7 +344,12 @@ def decode_request(body: bytes, header_length: int | None, loads: Any) -> InferR
             raise _bad(f"input {name!r}: 'parameters' must be an object")
         size = params.get("binary_data_size")
         if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise _bad(
+                    f"input {name!r}: binary_data_size {size!r} is not a byte count",
+                    hint="a whole number of bytes, at least 0",
+                )
+            if offset + size > len(binary):
                 raise _bad(
                     f"input {name!r}: binary_data_size {size!r} runs past the body "
                     f"({len(binary) - offset} binary bytes left)"
@@ -356,6 +361,12 @@ def decode_request(body: bytes, header_length: int | None, loads: Any) -> InferR
                 raise _bad(f"input {name!r} has no 'data'", hint="send the tensor's values")
             array = _decode_json_data(name, datatype, shape, raw["data"])
         inputs.append(Tensor(name, datatype, shape, array, params))
+    if offset != len(binary):  # bytes no input claims: the sizes and the body disagree
+        raise _bad(
+            f"the body holds {len(binary) - offset} binary bytes past the inputs' "
+            f"binary_data_size ({offset} in all)",
+            hint="give each binary input its binary_data_size, and send no other bytes",
+        )
     raw_outputs = doc.get("outputs")
     outputs: list[tuple[str, dict[str, Any]]] | None = None
     if raw_outputs is not None:
