@@ -11,6 +11,7 @@ import json
 import logging
 import struct
 import time
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,8 +44,8 @@ def anyio_backend() -> str:
 
 class Doubler:
     """A python-flavor model: doubles ``x``; fails on 666; answers one row short when given
-    777; sleeps ``config['sleep']`` s (on every call, or only on one holding
-    ``config['sleep_on']`` when that is set)."""
+    777; warns (a RuntimeWarning) on 555; sleeps ``config['sleep']`` s (on every call, or
+    only on one holding ``config['sleep_on']`` when that is set)."""
 
     config: dict[str, Any] = {"sleep": 0.0}
 
@@ -57,6 +58,8 @@ class Doubler:
             time.sleep(self.sleep)
         if (model_input["x"] == 666).any():
             raise ValueError("666 is not allowed")
+        if (model_input["x"] == 555).any():
+            warnings.warn("555 overflows", RuntimeWarning, stacklevel=1)
         if (model_input["x"] == 777).any():
             return model_input["x"].to_numpy()[:-1] * 2  # a broken model: a row short
         return model_input["x"].to_numpy() * 2
@@ -478,11 +481,13 @@ async def test_infer_binary_sizes_that_do_not_fit_the_body_are_400(classifier: M
                                  headers=body(rows.nbytes)[1])  # fmt: skip
     assert [a.status_code for a in answers] == [400, 400, 400]
     assert "binary_data_size 'big' is not a byte count" in answers[0].json()["error"]
-    assert "binary_data_size 168 runs past the body (160 binary bytes left)" in (
-        answers[1].json()["error"]
+    assert (
+        "binary_data_size 168 runs past the body (160 binary bytes left)"
+        in (answers[1].json()["error"])
     )
-    assert "the body holds 4 binary bytes past the inputs' binary_data_size (160 in all)" in (
-        answers[2].json()["error"]
+    assert (
+        "the body holds 4 binary bytes past the inputs' binary_data_size (160 in all)"
+        in (answers[2].json()["error"])
     )
     assert good.status_code == 200, good.text
 

@@ -111,6 +111,21 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     assert answer.json()["predictions"] == [42.0]
     output = (tmp_path / "serve.log").read_text()
     assert '"logger":"gyre.serving.access"' in output and '"path":"/predict/slow"' in output
+
+
+def test_everything_gyre_serve_writes_is_a_json_line(tmp_path: Path) -> None:
+    """A log collector reads the server's output line by line: a warning a model's
+    predict raises (numpy's overflow, say) is one JSON line too, not raw text."""
+    model_dir = save_doubler(tmp_path / "dbl")  # warns on 555
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home")}
+    with _gyre_serve(tmp_path, [f"dbl={model_dir}", "--no-log"], env) as (server, url):
+        answer = httpx.post(f"{url}/predict/dbl", json=[{"x": 555.0}], timeout=30)
+        server.send_signal(signal.SIGTERM)  # (one worker: uvicorn exits by the signal again)
+        server.wait(timeout=30)
+    assert answer.status_code == 200 and answer.json()["predictions"] == [1110.0]
+    lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()]
+    [warned] = [line for line in lines if line["logger"] == "py.warnings"]
+    assert warned["level"] == "warning" and "555 overflows" in warned["msg"]
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/v2/health/live", timeout=2)
 

@@ -62,6 +62,7 @@ _LOG_CONFIG: dict[str, Any] = {
         "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         "gyre": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "py.warnings": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
         "gyre.serving.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
     },
 }

@@ -67,6 +67,9 @@ def app_from_env() -> Front:
             f"{SPEC_ENV} is not set", hint="start the prediction server with `gyre serve`"
         )
     spec: dict[str, Any] = json.loads(raw)
+    # Python warnings (numpy's overflow in a model's predict, ...) as JSON log lines, like
+    # everything else the server writes on standard error, not raw text between them.
+    logging.captureWarnings(True)
 
     batching = Batching(**spec.get("batching", {}))
     models = [_model(m, batching) for m in spec["models"]]
