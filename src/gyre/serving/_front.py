@@ -325,7 +325,10 @@ class Front:
                 logger.error("request %s failed after its response started: %s", request_id, err)
         except HTTPException as exc:  # the router's own 404 / 405
             target = f"{scope['method']} {path}"
-            allow = (exc.headers or {}).get("Allow", "")  # (a 405 says what the route takes)
+            # a 405 says what the route takes (sorted: the router keeps them in a set)
+            allow = ", ".join(
+                sorted(filter(None, (exc.headers or {}).get("Allow", "").split(", ")))
+            )
             routed: GyreError = (
                 NotFound(f"no such route: {target!r}", hint="see GET /v2 and the serving docs")
                 if exc.status_code == 404
