@@ -75,6 +75,12 @@ def test_query_json_counts_the_window_and_limits_the_rows(app: typer.Typer, logg
     assert out["latency_ms"]["p50"] is not None
     wider = json.loads(_invoke(app, "predictions", "query", "churn", "--since", "4h", "--json"))
     assert wider["total"] == 23
+    for far in ("99999999d", "0001-01-02T00:00:00Z"):  # from the start: every row
+        everything = json.loads(_invoke(app, "predictions", "query", "churn", "--since", far,
+                                        "--json"))  # fmt: skip
+        assert everything["total"] == wider["total"], far
+    before = CliRunner().invoke(app, ["predictions", "query", "churn", "--until", "99999999d"])
+    assert "until 1970-01-01T00:00:00+00:00 is not after since" in str(before.exception)
 
 
 def test_query_by_version_and_by_alias(app: typer.Typer, logged: Path, tmp_path: Path) -> None:
@@ -309,6 +315,10 @@ def test_parse_moment() -> None:
         2024, 3, 9, 8, tzinfo=UTC
     )
     assert parse_moment("2024-03-09", "--since", now) == datetime(2024, 3, 9, tzinfo=UTC)
+    # however far back (past year 1 even): from the start of the log's time, 1970
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    for far in ("99999999d", "740000d", "0001-01-02T00:00:00Z", "1969-07-20"):
+        assert parse_moment(far, "--since", now) == epoch, far
 
 
 # The real `gyre` entry point, with these commands registered if cli/_app.py does not yet.

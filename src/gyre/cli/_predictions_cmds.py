@@ -151,9 +151,13 @@ def parse_moment(text: str, option: str, now: datetime) -> datetime:
     >>> parse_moment("2024-01-05T10:00", "--since", datetime.now(UTC)).isoformat()
     '2024-01-05T10:00:00+00:00'
     """
+    # The log holds nothing before 1970 (its times are milliseconds since then): a moment
+    # further back, however far (--since 99999999d), means "from the start".
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
     m = _DURATION.match(text)
     if m:
-        return now - timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        back = float(m.group(1)) * _UNITS[m.group(2)]
+        return max(epoch, now - timedelta(seconds=min(back, (now - epoch).total_seconds())))
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -161,7 +165,11 @@ def parse_moment(text: str, option: str, now: datetime) -> datetime:
             f"{option} {text!r} is neither a duration nor an ISO timestamp",
             hint="e.g. 30m, 1h, 2d, 1w or 2024-01-05T10:00:00Z",
         ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    try:
+        return max(epoch, moment)
+    except OverflowError:  # (an offset pushing 0001-01-01 before year 1)
+        return epoch
 
 
 def _parse_model(text: str) -> tuple[str, int | None, str | None]:

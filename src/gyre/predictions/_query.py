@@ -214,7 +214,7 @@ class _Window:
     def minus(self, delay: timedelta) -> _Window:
         if self.since_ms is None:
             return self
-        return _Window(self.since_ms - int(delay.total_seconds() * 1000), self.until_ms)
+        return _Window(max(0, self.since_ms - int(delay.total_seconds() * 1000)), self.until_ms)
 
     def where(self, version: int | None, prefix: str = "") -> tuple[str, dict[str, Any]]:
         """A SQL condition on ``timestamp`` (and ``version``) and its parameters, named
@@ -236,11 +236,12 @@ class _Window:
 def _to_ms(value: Moment, name: str) -> int | None:
     if value is None:
         return None
+    # nothing is logged before 1970 (times are milliseconds since): earlier means from then
     if isinstance(value, datetime):
         aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return int(aware.timestamp() * 1000)
+        return max(0, int(aware.timestamp() * 1000))
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return max(0, value)
     raise InvalidArgument(
         f"{name} {value!r} is not a datetime or milliseconds since the epoch",
         hint="e.g. datetime.now(UTC) - timedelta(hours=1)",
