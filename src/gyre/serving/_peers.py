@@ -62,9 +62,13 @@ class Peers:
         deadline = time.monotonic() + timeout
         found: dict[int, bool] = {}
         while True:
+            try:
+                lines = self._lines(0)
+            except OSError:  # (the folder removed as the server stops)
+                return found
             found = {
                 line["pid"]: bool(line.get("ok"))
-                for line in self._lines(0)
+                for line in lines
                 if line.get("answer") == rid and line.get("pid") != self.pid
             }
             if len(found) >= self.workers - 1 or time.monotonic() >= deadline:
@@ -82,7 +86,11 @@ class Peers:
                 continue
             if size <= self._offset:
                 continue
-            for line in self._new_lines():
+            try:
+                lines = self._new_lines()
+            except OSError:  # (the folder removed as the server stops)
+                continue
+            for line in lines:
                 if "action" not in line or line.get("pid") == self.pid:
                     continue
                 ok = True
@@ -92,7 +100,10 @@ class Peers:
                     ok = False
                     logger.exception("admin request %r from worker %s failed here",
                                      line["action"], line.get("pid"))  # fmt: skip
-                self._append({"answer": line.get("id"), "pid": self.pid, "ok": ok})
+                try:
+                    self._append({"answer": line.get("id"), "pid": self.pid, "ok": ok})
+                except OSError:
+                    logger.exception("could not answer admin request %r", line.get("id"))
 
     def _append(self, doc: dict[str, Any]) -> None:
         os.write(self._fd, json.dumps(doc, separators=(",", ":")).encode() + b"\n")
