@@ -65,6 +65,16 @@ class Doubler:
         return model_input["x"].to_numpy() * 2
 
 
+class BareDoubler:
+    """A python-flavor model for whatever it is given: doubles ``x`` (a list or an array)."""
+
+    def load_context(self, context: Any) -> None:
+        pass
+
+    def predict(self, context: Any, model_input: Any) -> Any:
+        return np.asarray(model_input["x"], dtype=float) * 2
+
+
 def classifier_data(n: int = 400, seed: int = 0) -> tuple[Any, Any]:
     import pandas as pd
 
@@ -796,6 +806,18 @@ async def test_a_model_answering_fewer_rows_than_asked_fails_that_request(
     assert [a.json()["predictions"] for i, a in enumerate(together) if i != 3] == [
         [2.0 * i] for i in range(8) if i != 3
     ]
+
+
+async def test_a_model_without_a_signature_answers_columns(tmp_path: Path) -> None:
+    """Without a signature the rows of a dict of columns are not known to the server: the
+    model's answer is taken as it is (the row check needs the signature's count)."""
+    save_model(BareDoubler(), tmp_path / "bare")  # no input example: no signature
+    bare = load_model(tmp_path / "bare")
+    assert bare.signature is None
+    async with serving([ServedModel("bare", "1", bare)]) as client:
+        columns = await client.post("/predict/bare", json={"columns": {"x": [1.0, 2.0, 3.0]}})
+    assert columns.status_code == 200, columns.text
+    assert columns.json()["predictions"] == [2.0, 4.0, 6.0]
 
 
 async def test_micro_batching_coalesces_and_matches_unbatched(classifier: Model) -> None:

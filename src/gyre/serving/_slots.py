@@ -721,7 +721,10 @@ class Deployment:
     def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
         try:
             outputs = self._predict(job.payload.data, PROBA in job.options, (job,))
-            for name, arr in outputs.items():  # (a 0-d output is one answer for all rows)
+            # the signature says how many rows the request holds (without one, the rows of a
+            # dict of columns are not known); a 0-d output is one answer for all of them
+            known = self.signature is not None
+            for name, arr in outputs.items() if known else ():
                 if arr.ndim and arr.shape[0] != job.rows:
                     raise ValueError(
                         f"output {name!r} has {arr.shape[0]} rows for {job.rows} input rows"
