@@ -155,6 +155,8 @@ async def test_batch_over_http_errors(classifier: Model) -> None:  # noqa: F811
     assert missing.status_code == 400
     assert missing.json()["message"] == "column 'f2' is missing"
     assert junk.status_code == 400 and "cannot read the input as parquet" in junk.text
+    # the hint speaks of the upload, never of the server's own spool file
+    assert "Content-Type or ?format=" in junk.json()["hint"] and "gyre-batch" not in junk.text
     assert size.status_code == 400 and "batch_size must be between" in size.text
     assert fmt.status_code == 400 and "format 'xlsx' is not supported" in fmt.text
     assert ok.status_code == 200
@@ -344,6 +346,46 @@ def test_gyre_predict_says_in_one_line_where_the_model_failed(tmp_path: Path) ->
     ), code.stderr
     assert code.stderr.count("\n") == 1 and "Traceback" not in code.stderr
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.anyio
+async def test_batch_over_http_says_which_rows_the_model_failed_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model raising on an uploaded chunk is a 500 naming the rows and the request id,
+    not what the model said (that, with its traceback, is in the server's log)."""
+    from gyre.models import load_model
+    from tests.test_serving_app import save_doubler
+
+    doubler = load_model(save_doubler(tmp_path / "dbl"))  # fails on 666
+    async with serving([ServedModel("dbl", "1", doubler)]) as client:
+        failed = await client.post(
+            "/batch/dbl?format=csv&batch_size=2",
+            content=b"x\n1\n2\n666\n4\n",
+            headers={"X-Request-ID": "up-1"},
+        )
+    assert failed.status_code == 500, failed.text
+    assert failed.json()["message"] == (
+        "the model failed on rows 2-3 of the input (ValueError) in request up-1"
+    )
+    assert "666 is not allowed" not in failed.text and "Traceback" not in failed.text
+    [logged] = [
+        r for r in caplog.records if getattr(r, "request_id", None) == "up-1" and r.exc_info
+    ]
+    assert "666 is not allowed" in str(logged.exc_info[1])
+
+
+def test_gyre_predict_cannot_write_over_a_folder(tmp_path: Path) -> None:
+    """An output path that is a folder is the output's problem, in one line (exit 2), not
+    the model's."""
+    model_dir = save_classifier(tmp_path / "model")
+    source = write_frame(classifier_data(5)[0], tmp_path / "in.csv")
+    (tmp_path / "out.csv").mkdir()
+    result = CliRunner().invoke(
+        _cli(), ["predict", str(model_dir), "-i", str(source), "-o", str(tmp_path / "out.csv")]
+    )
+    assert "cannot write the output" in str(result.exception), result.exception
+    assert "model failed" not in str(result.exception)
 
 
 @pytest.mark.anyio

@@ -747,7 +747,7 @@ def predict(
     )
 
     from gyre.registry import Registry
-    from gyre.serving.batch import format_for_path, score_file
+    from gyre.serving.batch import ModelFailed, format_for_path, score_file
 
     fmt = format_for_path(input)
     format_for_path(output)
@@ -797,15 +797,11 @@ def predict(
             stats = score_file(
                 model, input, output, batch_size=batch_size, proba=proba, progress=advance
             )
-        except GyreError:
-            raise
-        except Exception as exc:  # the model's own predict raised: its words, no traceback
-            last = done + batch_size - 1
-            if total is not None:
-                last = min(last, total - 1)
+        except ModelFailed as exc:  # the model's own predict raised: its words, no traceback
+            cause = exc.__cause__
             raise GyreError(
-                f"the model failed on rows {done}-{last} of {str(input)!r} "
-                f"({type(exc).__name__}: {exc})",
+                f"the model failed on rows {exc.first}-{exc.last} of {str(input)!r} "
+                f"({type(cause).__name__}: {cause})",
                 hint="nothing was written; call the model's predict on those rows in Python "
                 "to see where it fails",
             ) from None

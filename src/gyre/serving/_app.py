@@ -975,6 +975,7 @@ def _gyre_routes(server: _Server) -> list[Route]:
     async def batch(request: Request) -> Response:
         from gyre.serving.batch import (
             CONTENT_TYPES,
+            ModelFailed,
             check_format,
             format_for_content_type,
         )
@@ -1020,9 +1021,22 @@ def _gyre_routes(server: _Server) -> list[Route]:
             # 400 naming it, not a 200 whose body stops short.
             scored = os.path.join(folder, f"scored.{fmt}")
             log_chunk = server.chunk_logger(info, dep)
-            rows = await run_in_threadpool(
-                _score_upload, dep.model, upload, fmt, batch_size, proba, scored, log_chunk
-            )
+            try:
+                rows = await run_in_threadpool(
+                    _score_upload, dep.model, upload, fmt, batch_size, proba, scored, log_chunk
+                )
+            except ModelFailed as exc:  # a 500 naming the rows; the details in the log only
+                logger.error(
+                    "predict failed for batch request %s (model %r version %s): %s",
+                    info.request_id, dep.name, dep.version, exc,
+                    exc_info=exc.__cause__,
+                    extra={"request_id": info.request_id, "model": dep.name,
+                           "version": dep.version},
+                )  # fmt: skip
+                raise GyreError(
+                    f"{exc.message} in request {info.request_id}",
+                    hint="the server log has the details under this request id",
+                ) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -1228,7 +1242,7 @@ def _score_upload(
     with open(output, "wb") as sink:
         for rows, data in score_chunks(
             model, upload, fmt, batch_size=batch_size, proba=proba,
-            on_chunk=hold if on_chunk is not None else None,
+            on_chunk=hold if on_chunk is not None else None, upload=True,
         ):  # fmt: skip
             sink.write(data)
             total += rows

@@ -34,6 +34,7 @@ __all__ = [
     "CONTENT_TYPES",
     "BatchStats",
     "Format",
+    "ModelFailed",
     "format_for_content_type",
     "format_for_path",
     "score_chunks",
@@ -158,9 +159,22 @@ def _read_chunks(
             yield from json_reader
 
 
-def _readable(chunks: Iterator[Any], fmt: Format, source: Any) -> Iterator[Any]:
+class ModelFailed(GyreError):
+    """The model's predict raised on rows ``first`` to ``last`` of the input (counted from
+    its first data row, 0); the exception it raised is the ``__cause__``. The message names
+    only its type: what a model says about its input is for its owner, not for a client."""
+
+    def __init__(self, first: int, last: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the model failed on rows {first}-{last} of the input ({type(cause).__name__})",
+            hint="score those rows with the model's predict in Python to see where it fails",
+        )
+        self.first, self.last = first, last
+
+
+def _readable(chunks: Iterator[Any], fmt: Format, source: Any, upload: bool) -> Iterator[Any]:
     """``chunks``, with the reader's own errors turned into one clear InvalidArgument."""
-    if isinstance(source, str | os.PathLike):  # a file (gyre predict): its suffix says
+    if not upload and isinstance(source, str | os.PathLike):  # a file: its suffix says
         hint = f"check that {os.fspath(source)!r} is a {fmt} file (its suffix says it is)"
     else:
         hint = (f"check that it is a {fmt} file (the format comes from Content-Type or "
@@ -191,19 +205,21 @@ def score_chunks(
     proba: bool = False,
     out_format: Format | None = None,
     on_chunk: Callable[[int, Any, dict[str, Any]], None] | None = None,
+    upload: bool = False,
 ) -> Generator[tuple[int, bytes], None, None]:
     """``(rows, encoded output bytes)`` per chunk, then ``(0, trailer)`` at the end.
 
     Joined, the bytes are the complete output file (in ``out_format``, default ``fmt``).
     ``on_chunk(first_row, frame, prediction_columns)`` is called for each chunk once it is
     scored (the server logs the rows with it). Errors name rows counted from the file's
-    first data row (0).
+    first data row (0); the model raising is :class:`ModelFailed`. ``upload``: ``source``
+    is a file a client uploaded (errors speak of Content-Type, not of its suffix).
     """
     if batch_size < 1:
         raise InvalidArgument(f"batch size must be at least 1, got {batch_size}")
     writer = _Writer(out_format or fmt)
     offset = 0  # rows of the file before this chunk
-    for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt, source):
+    for chunk in _readable(_read_chunks(source, fmt, batch_size, model), fmt, source, upload):
         if fmt == "parquet":
             frame = chunk.to_pandas()
             rows = chunk.num_rows
@@ -217,6 +233,10 @@ def score_chunks(
             columns = _prediction_columns(model, frame, proba)
         except SchemaMismatch as exc:
             raise _in_file(exc, offset) from None
+        except GyreError:
+            raise
+        except Exception as exc:  # the model's own predict
+            raise ModelFailed(offset, offset + rows - 1, exc) from exc
         if on_chunk is not None:
             on_chunk(offset, frame, columns)
         yield rows, writer.write(chunk, frame, columns)
@@ -307,6 +327,12 @@ def score_file(
                 if progress is not None and rows:
                     progress(rows)
         os.replace(partial, target)
+    except OSError as exc:  # the output's side: a full disk, a folder in the way
+        partial.unlink(missing_ok=True)
+        raise InvalidArgument(
+            f"cannot write the output {str(output)!r}: {exc.strerror or exc}",
+            hint="check the free space, and that the path is not a folder",
+        ) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
