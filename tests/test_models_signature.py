@@ -229,6 +229,16 @@ def test_integers_past_float_precision_arrive_exactly_and_past_int64_as_errors()
     )
     floats = Signature(ColumnSchema((ColumnSpec("x", "float64"),)))
     assert floats.conform({"x": [1, 2**64]}).columns["x"].tolist() == [1.0, 2.0**64]
+    # with a missing value (floats then, NaN has no int) the range is checked all the same
+    small = Signature(ColumnSchema((ColumnSpec("n", "int8", nullable=True),)))
+    for values in ([None, 300], np.array([np.nan, 300.0])):
+        assert _mismatch({"n": values}, small) == (
+            "column 'n' expects int8, got int 300 at row 1, outside int8's range"
+            if isinstance(values, list)
+            else "column 'n' expects int8, got float 300.0 at row 1, outside int8's range"
+        )
+    kept = small.conform({"n": [None, 5, np.float32(7.0)]}).columns["n"]
+    assert kept.dtype == np.float64 and kept.tolist()[1:] == [5.0, 7.0]
 
 
 def test_a_missing_value_where_the_signature_forbids_it_names_column_and_row() -> None:

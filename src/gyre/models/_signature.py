@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -156,18 +157,20 @@ def _numbers_from_objects(
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
             raise _wrong(subject, target, arr, i, locate)
         all_ints = all_ints and isinstance(value, numbers.Integral)
-    if target not in _FLOATS and not missing.any():
+    if target not in _FLOATS:
         # Exactly: a whole float is that integer (1.0 beside 9007199254740993 must not turn
         # the latter into a float), and every value is checked against the target's range
         # as the integer it is (numpy refuses Python ints past int64 with OverflowError).
         info = np.iinfo(target)
-        exact = []
+        exact: list[Any] = []
         for i, value in enumerate(flat):
-            whole_float = isinstance(value, numbers.Integral) or (
-                np.isfinite(value) and value == np.trunc(value)
-            )
-            if not whole_float:
-                raise _wrong(subject, target, arr, i, locate)
+            if missing.flat[i]:
+                exact.append(np.nan)
+                continue
+            if not isinstance(value, numbers.Integral):
+                as_float = float(value)
+                if not (math.isfinite(as_float) and as_float == math.trunc(as_float)):
+                    raise _wrong(subject, target, arr, i, locate)
             whole = int(value)
             if not info.min <= whole <= info.max:
                 raise SchemaMismatch(
@@ -176,7 +179,9 @@ def _numbers_from_objects(
                     hint=f"send values between {info.min} and {info.max}",
                 )
             exact.append(whole)
-        return np.array(exact, dtype=target).reshape(arr.shape)
+        # with a missing value, floats with NaN (NaN has no int; see module docstring)
+        dtype = np.float64 if missing.any() else target
+        return np.array(exact, dtype=dtype).reshape(arr.shape)
     if all_ints and not missing.any():
         try:
             return np.array(flat.tolist(), dtype=np.int64).reshape(arr.shape)
@@ -207,10 +212,8 @@ def _to_number(
         bad = ~missing & (~finite | (arr != np.trunc(np.where(finite, arr, 0))))
         if bad.any():
             raise _wrong(subject, target, arr, _first(bad), locate)
-        if missing.any():
-            return arr.astype(np.float64, copy=False)  # NaN has no int; see module docstring
     info = np.iinfo(target)
-    out_of_range = (arr < info.min) | (arr > info.max)
+    out_of_range = ~missing & ((arr < info.min) | (arr > info.max))
     if out_of_range.any():
         i = _first(out_of_range)
         raise SchemaMismatch(
@@ -218,6 +221,8 @@ def _to_number(
             f"outside {target}'s range",
             hint=f"send values between {info.min} and {info.max}",
         )
+    if missing.any():
+        return arr.astype(np.float64, copy=False)  # NaN has no int; see module docstring
     return arr.astype(target, copy=False)
 
 
