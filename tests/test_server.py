@@ -363,7 +363,7 @@ def test_a_cli_command_against_a_down_server_says_it_retries_for_the_time_the_se
         code = main(["predictions", "query", "models:/churn", "--tracking-uri", url])
     assert code == 1
     [said] = [r.getMessage() for r in caplog.records if r.name == "gyre.http"]
-    assert url in said and "retrying for up to 2.5 s (GYRE_HTTP_RETRY_S)" in said
+    assert url in said and "retrying for up to 2.5 s in all (GYRE_HTTP_RETRY_S)" in said
     # the SDK's clients take the setting too; 0 does not retry, so says nothing
     monkeypatch.setenv("GYRE_HTTP_RETRY_S", "0")
     caplog.clear()

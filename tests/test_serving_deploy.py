@@ -625,10 +625,11 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
 def test_admin_reload_reaches_every_worker_of_gyre_serve(tmp_path: Path) -> None:
     """``gyre serve --workers 2`` with polling off: ``POST /admin/reload`` reaches one
     worker, and both must switch to where the alias points now; the answer says how many
-    workers checked."""
+    workers checked, and how many serve where the alias points (a version failing to load
+    leaves each on the version it had)."""
     from tests.test_serving_process import _gyre_serve
 
-    one, two = register(1.0), register(2.0)
+    one, two, broken = register(1.0), register(2.0), register("broken")
     registry = Registry()
     registry.set_alias("svc", "champion", one)
     args = ["models:/svc@champion", "--workers", "2", "--reload-interval", "0", "--no-log"]
@@ -637,12 +638,20 @@ def test_admin_reload_reaches_every_worker_of_gyre_serve(tmp_path: Path) -> None
         answer = httpx.post(f"{url}/admin/reload", timeout=90)
         assert answer.status_code == 200, answer.text
         assert answer.headers["x-gyre-workers-checked"] == "2/2"
+        assert answer.headers["x-gyre-workers-current"] == "2/2"
         assert answer.json()["svc"]["version"] == str(two)
         # a connection each: the two workers take turns accepting them
         versions = [
             httpx.post(f"{url}/predict/svc", json=[{"x": 1.0}]).headers["x-gyre-model-version"]
             for _ in range(40)
         ]
+        registry.set_alias("svc", "champion", broken)
+        failing = httpx.post(f"{url}/admin/reload", timeout=90)
+        assert failing.headers["x-gyre-workers-checked"] == "2/2"
+        assert failing.headers["x-gyre-workers-current"] == "0/2", "neither could load it"
+        registry.set_alias("svc", "champion", two)  # back: nothing failing any more
+        back = httpx.post(f"{url}/admin/reload", timeout=90)
+        assert back.headers["x-gyre-workers-current"] == "2/2"
     registry.close()
     assert set(versions) == {str(two)}
 
@@ -652,38 +661,47 @@ async def test_workers_take_the_admin_requests_of_the_others(tmp_path: Path) -> 
 
     asker, other = Peers(tmp_path, 2, poll_s=0.01), Peers(tmp_path, 2, poll_s=0.01)
     asker.pid, other.pid = 101, 102  # (in one process here)
+    late = Peers(tmp_path, 2, poll_s=0.01)  # (started below)
+    late.pid = 103
     taken: list[tuple[str, dict[str, Any]]] = []
 
-    async def act(action: str, args: dict[str, Any]) -> None:
+    async def act(action: str, args: dict[str, Any]) -> dict[str, Any]:
         taken.append((action, args))
         if args.get("fail"):
             raise RuntimeError("this worker could not")
+        return {"done": action}
 
     following = asyncio.ensure_future(other.follow(act))
     try:
-        rid = asker.ask("reload", {"retry": True})
-        assert await asker.answered(rid, timeout=30) == {102: True}
+        asked = asker.ask("reload", {"retry": True})
+        answers = await asker.answered(asked, timeout=30)
+        assert {pid: (a["ok"], a["result"]) for pid, a in answers.items()} == {
+            102: (True, {"done": "reload"})
+        }
         assert taken == [("reload", {"retry": True})]
-        rid = asker.ask("reload", {"fail": True})
-        assert await asker.answered(rid, timeout=30) == {102: False}, "a failure is told"
-        # a worker started now (uvicorn replacing one) takes only what is asked from now on
-        late = Peers(tmp_path, 2, poll_s=0.01)
-        late.pid = 103
+        answers = await asker.answered(asker.ask("reload", {"fail": True}), timeout=30)
+        assert answers[102]["ok"] is False, "a failure is told"
+        # the file deleted under the workers (a /tmp cleaner): they go on through their
+        # descriptors
+        asker.path.unlink()
+        answers = await asker.answered(asker.ask("reload", {}), timeout=30)
+        assert list(answers) == [102]
+        # a worker started later (uvicorn replacing one) takes only what is asked from then
         later: list[str] = []
+        late._offset = os.fstat(late._fd).st_size  # (as if it started now)
 
         async def note(action: str, args: dict[str, Any]) -> None:
             later.append(action)
 
         following_late = asyncio.ensure_future(late.follow(note))
         asker.workers = 3
-        rid = asker.ask("sync", {})
-        assert await asker.answered(rid, timeout=30) == {102: True, 103: True}
-        assert later == ["sync"]
+        answers = await asker.answered(asker.ask("sync", {}), timeout=30)
+        assert sorted(answers) == [102, 103] and later == ["sync"]
         following_late.cancel()
         # nobody answers: the asker stops waiting at the timeout
         following.cancel()
         assert await asker.answered(asker.ask("reload", {}), timeout=0.05) == {}
     finally:
         following.cancel()
-        for peers in (asker, other):
+        for peers in (asker, other, late):
             peers.close()

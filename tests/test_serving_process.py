@@ -111,6 +111,8 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
     assert answer.json()["predictions"] == [42.0]
     output = (tmp_path / "serve.log").read_text()
     assert '"logger":"gyre.serving.access"' in output and '"path":"/predict/slow"' in output
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/v2/health/live", timeout=2)
 
 
 def test_everything_gyre_serve_writes_is_a_json_line(tmp_path: Path) -> None:
@@ -126,8 +128,6 @@ def test_everything_gyre_serve_writes_is_a_json_line(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()]
     [warned] = [line for line in lines if line["logger"] == "py.warnings"]
     assert warned["level"] == "warning" and "555 overflows" in warned["msg"]
-    with pytest.raises(httpx.TransportError):
-        httpx.get(f"{url}/v2/health/live", timeout=2)
 
 
 def _compactors(spool: Path) -> list[int]:

@@ -38,9 +38,11 @@ UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 _FIRST_DELAY = 0.05
 _MAX_DELAY = 2.0
-# A call that may retry longer than this says so when it starts retrying (a shorter one,
-# such as an edge box's sync attempt, just fails and is tried again later).
+# A call that may retry longer than this says so once it has retried for _ANNOUNCE_AFTER_S
+# (a shorter one, such as an edge box's sync attempt, just fails and is tried again later;
+# a 503 that clears within a second is not worth a line).
 _ANNOUNCE_ABOVE_S = 2.0
+_ANNOUNCE_AFTER_S = 1.0
 
 
 def retry_seconds(given: float | None) -> float:
@@ -96,9 +98,11 @@ class Backoff:
 
     def __init__(self, seconds: float, server: str | None = None) -> None:
         self.seconds = seconds
-        self._deadline = time.monotonic() + seconds
+        self._started = time.monotonic()
+        self._deadline = self._started + seconds
         self._delay = _FIRST_DELAY
-        self._server = server  # named in the warning when retrying starts
+        self._server = server  # named in the warning of a long retry
+        self._announced = False
 
     @property
     def exhausted(self) -> bool:
@@ -107,15 +111,22 @@ class Backoff:
 
     def wait(self, reason: str = "") -> bool:
         """Sleep before the next attempt; False (without sleeping) when time is up.
-        Before the first sleep of a long retry, a warning names the server and ``reason``
-        (what went wrong), so that nobody waits in silence."""
+        A retry about to go on past a second says so once, in a warning naming the server
+        and ``reason`` (what went wrong), so that nobody waits in silence."""
         if self.exhausted:
             return False
-        if self._delay == _FIRST_DELAY and self._server and self.seconds > _ANNOUNCE_ABOVE_S:
+        waited = time.monotonic() - self._started
+        if (
+            not self._announced
+            and self._server
+            and self.seconds > _ANNOUNCE_ABOVE_S
+            and waited + self._delay >= _ANNOUNCE_AFTER_S
+        ):
+            self._announced = True
             logger.warning(
-                "gyre server %r did not answer (%s); retrying for up to %g s "
-                "(GYRE_HTTP_RETRY_S)",
-                self._server, reason or "no answer", self.seconds,
+                "gyre server %r has not answered for %.1f s (%s); retrying for up to %g s "
+                "in all (GYRE_HTTP_RETRY_S)",
+                self._server, waited, reason or "no answer", self.seconds,
             )  # fmt: skip
         time.sleep(self._delay * random.uniform(0.5, 1.0))
         self._delay = min(self._delay * 2, _MAX_DELAY)

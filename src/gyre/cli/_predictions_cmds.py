@@ -153,23 +153,31 @@ def parse_moment(text: str, option: str, now: datetime) -> datetime:
     """
     # The log holds nothing before 1970 (its times are milliseconds since then): a moment
     # further back, however far (--since 99999999d), means "from the start".
+    # An --until that early leaves nothing to show: an error naming it.
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     m = _DURATION.match(text)
     if m:
         back = float(m.group(1)) * _UNITS[m.group(2)]
-        return max(epoch, now - timedelta(seconds=min(back, (now - epoch).total_seconds())))
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
+        moment = max(epoch, now - timedelta(seconds=min(back, (now - epoch).total_seconds())))
+    else:
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise InvalidArgument(
+                f"{option} {text!r} is neither a duration nor an ISO timestamp",
+                hint="e.g. 30m, 1h, 2d, 1w or 2024-01-05T10:00:00Z",
+            ) from None
+        parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        try:
+            moment = max(epoch, parsed)
+        except OverflowError:  # (an offset pushing 0001-01-01 before year 1)
+            moment = epoch
+    if option == "--until" and moment <= epoch:
         raise InvalidArgument(
-            f"{option} {text!r} is neither a duration nor an ISO timestamp",
-            hint="e.g. 30m, 1h, 2d, 1w or 2024-01-05T10:00:00Z",
-        ) from None
-    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    try:
-        return max(epoch, moment)
-    except OverflowError:  # (an offset pushing 0001-01-01 before year 1)
-        return epoch
+            f"--until {text!r} is not after 1970-01-01, where the prediction log's time starts",
+            hint="give a later --until, or leave it out",
+        )
+    return moment
 
 
 def _parse_model(text: str) -> tuple[str, int | None, str | None]:

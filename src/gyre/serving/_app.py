@@ -439,10 +439,12 @@ class _Server:
             if self.edge_sync.interval > 0:
                 self._tasks.append(loop.create_task(self.edge_sync.run(), name="gyre-sync"))
 
-    async def _peer_request(self, action: str, args: dict[str, Any]) -> None:
-        """An admin request another worker of this server answered (see ``_peers``)."""
+    async def _peer_request(self, action: str, args: dict[str, Any]) -> Any:
+        """An admin request another worker of this server answered (see ``_peers``); what
+        this worker answers it with."""
         if action == "reload" and self.reloader is not None:
-            await self.reloader.check(retry=args.get("retry") is True)
+            return await self.reloader.check(retry=args.get("retry") is True)
+        return None
 
     async def _flush_metrics(self) -> None:
         assert self.telemetry is not None
@@ -1094,18 +1096,23 @@ def _gyre_routes(server: _Server) -> list[Route]:
         retry = isinstance(doc, dict) and doc.get("retry") is True
         peers = server.peers
         asked = peers.ask("reload", {"retry": retry}) if peers is not None else None
-        await server.reloader.check(retry=retry)
+        mine = await server.reloader.check(retry=retry)
         answer = _json_response({name: server.model_status(name) for name in server.slots})
         if peers is not None and asked is not None:
-            # the other workers check too; the answer says how many did (and succeeded)
+            # The other workers check too. The answer says how many did, and how many serve
+            # where every alias points now (a worker whose load failed keeps its version).
             others = await peers.answered(asked, timeout=_PEER_TIMEOUT_S)
-            done = 1 + sum(others.values())
-            answer.headers["x-gyre-workers-checked"] = f"{done}/{peers.workers}"
-            if done < peers.workers:
+            checked = [mine] + [a.get("result") for a in others.values() if a.get("ok")]
+            current = sum(1 for status in checked if _current(status))
+            answer.headers["x-gyre-workers-checked"] = f"{len(checked)}/{peers.workers}"
+            answer.headers["x-gyre-workers-current"] = f"{current}/{peers.workers}"
+            if current < peers.workers:
+                behind = {pid: a.get("result") for pid, a in others.items()
+                          if not (a.get("ok") and _current(a.get("result")))}  # fmt: skip
                 logger.warning(
-                    "POST /admin/reload: %d of %d workers checked the registry within %g s; "
-                    "the others follow at their next poll",
-                    done, peers.workers, _PEER_TIMEOUT_S,
+                    "POST /admin/reload: %d of %d workers serve where the aliases point "
+                    "(%d answered within %g s; the others: %s)",
+                    current, peers.workers, len(checked), _PEER_TIMEOUT_S, behind or "none",
                 )  # fmt: skip
         return answer
 
@@ -1128,6 +1135,18 @@ def _gyre_routes(server: _Server) -> list[Route]:
         Route("/admin/reload", reload, methods=["POST"]),
         Route("/admin/sync", sync_now, methods=["POST"]),
     ]
+
+
+def _current(status: Any) -> bool:
+    """Whether a worker's reload status (:meth:`Reloader.status`) serves where every alias
+    points, with nothing failing."""
+    if not isinstance(status, list):
+        return False
+    return all(
+        isinstance(w, dict) and not w.get("failing")
+        and w.get("serving_version") == w.get("alias_version")
+        for w in status
+    )  # fmt: skip
 
 
 def _check_labels(model: str, tasks: list[Any], pairs: list[tuple[str, Any]]) -> None:
