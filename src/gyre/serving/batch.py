@@ -159,16 +159,18 @@ def _read_chunks(
             yield from json_reader
 
 
-class ModelFailed(GyreError):
+class ModelFailed(Exception):
     """The model's predict raised on rows ``first`` to ``last`` of the input (counted from
     its first data row, 0); the exception it raised is the ``__cause__``. The message names
-    only its type: what a model says about its input is for its owner, not for a client."""
+    only its type: what a model says about its input is for its owner, not for a client.
+    (Not a GyreError: each caller says it its own way, ``gyre predict`` with the model's
+    words, ``POST /batch`` as a 500 with the request id.)"""
 
     def __init__(self, first: int, last: int, cause: BaseException) -> None:
-        super().__init__(
-            f"the model failed on rows {first}-{last} of the input ({type(cause).__name__})",
-            hint="score those rows with the model's predict in Python to see where it fails",
+        self.message = (
+            f"the model failed on rows {first}-{last} of the input ({type(cause).__name__})"
         )
+        super().__init__(self.message)
         self.first, self.last = first, last
 
 
