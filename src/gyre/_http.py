@@ -7,14 +7,12 @@ independent layers and so may not import each other.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 
 import httpx
 
 from gyre import config
-from gyre.errors import InvalidArgument
 
 __all__ = [
     "RETRY_ERRORS",
@@ -50,18 +48,7 @@ def retry_seconds(given: float | None) -> float:
     server that does not answer (0: not at all)."""
     if given is not None:
         return given
-    resolved = config.resolve("GYRE_HTTP_RETRY_S")
-    try:
-        value = float(resolved.value)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise InvalidArgument(
-            f"GYRE_HTTP_RETRY_S={resolved.value!r} (from {resolved.source}) is not a number "
-            "of seconds",
-            hint="e.g. GYRE_HTTP_RETRY_S=30, or 0 to fail at once",
-        )
-    return value
+    return config.get_positive_float("GYRE_HTTP_RETRY_S", zero=True)
 
 
 def make_client(

@@ -217,15 +217,18 @@ def get_int(name: str) -> int:
         ) from None
 
 
-def get_positive_float(name: str) -> float:
+def get_positive_float(name: str, *, zero: bool = False) -> float:
+    """Setting ``name`` as a finite number above 0 (``zero``: or 0); InvalidArgument
+    naming the value and where it came from otherwise."""
     resolved = resolve(name)
     try:
         value = float(resolved.value)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
+    if not (value >= 0 if zero else value > 0) or value == float("inf"):
         raise InvalidArgument(
-            f"{name}={resolved.value!r} (from {resolved.source}) is not a positive number",
+            f"{name}={resolved.value!r} (from {resolved.source}) is not a "
+            + ("number of 0 or more" if zero else "positive number"),
             hint=f"e.g. {name}={SETTINGS[name].default}",
         )
     return value
