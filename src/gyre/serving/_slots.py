@@ -533,13 +533,18 @@ def _named(value: Any) -> Outputs:
     return {"predict": np.asarray(value)}
 
 
-def _split(outputs: Outputs, rows: Sequence[int]) -> list[Outputs]:
-    total = sum(rows)
+def _check_rows(outputs: Outputs, rows: int, *, whole: bool = False) -> None:
+    """ValueError unless every output has one row per input row (``whole``: or is 0-d, one
+    answer for all of them, which a lone request may have but a batch cannot split)."""
     for name, arr in outputs.items():
-        if arr.ndim == 0 or arr.shape[0] != total:
+        if (arr.ndim == 0 and not whole) or (arr.ndim and arr.shape[0] != rows):
             raise ValueError(
-                f"output {name!r} has shape {arr.shape}, not one row per input row ({total})"
+                f"output {name!r} has shape {arr.shape}, not one row per input row ({rows})"
             )
+
+
+def _split(outputs: Outputs, rows: Sequence[int]) -> list[Outputs]:
+    _check_rows(outputs, sum(rows))
     out: list[Outputs] = []
     start = 0
     for n in rows:
@@ -721,14 +726,8 @@ class Deployment:
     def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
         try:
             outputs = self._predict(job.payload.data, PROBA in job.options, (job,))
-            # the signature says how many rows the request holds (without one, the rows of a
-            # dict of columns are not known); a 0-d output is one answer for all of them
-            known = self.signature is not None
-            for name, arr in outputs.items() if known else ():
-                if arr.ndim and arr.shape[0] != job.rows:
-                    raise ValueError(
-                        f"output {name!r} has {arr.shape[0]} rows for {job.rows} input rows"
-                    )
+            if self.signature is not None:  # (without one, a dict's rows are not known)
+                _check_rows(outputs, job.rows, whole=True)
             return outputs
         except InvalidArgument as exc:
             if job.payload.raw_key is not None and self.signature is not None:
