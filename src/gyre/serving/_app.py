@@ -755,13 +755,13 @@ def _oip_routes(server: _Server) -> list[Route]:
     async def model_ready(request: Request) -> Response:
         params = request.path_params
         slot = server.slot(params["name"])
-        info: RequestInfo = request.scope[CONTEXT_KEY]
-        info.bind(slot.name, "", "metadata")  # (counted under the model, like its metadata)
+        info: RequestInfo = request.scope[CONTEXT_KEY]  # counted under the model
         try:
             dep = slot.route(params.get("version"))
         except NotFound:
             raise
         except GyreError:
+            info.bind(slot.name, "", "metadata")
             return _json_response({"name": slot.name, "ready": False}, 503)
         info.bind(dep.name, dep.version, "metadata")
         return _json_response({"name": slot.name, "ready": True})

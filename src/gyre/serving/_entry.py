@@ -111,8 +111,8 @@ def app_from_env() -> Front:
         )
         closers.append(edge_sync.close)
     peers = None  # the other workers, told of POST /admin/reload (only aliases reload)
-    control: dict[str, Any] = spec.get("control") or {}
-    if registry is not None and control.get("dir") and int(control.get("workers", 1)) > 1:
+    control: dict[str, Any] | None = spec.get("control")  # (set with --workers 2 or more)
+    if registry is not None and control is not None:
         peers = Peers(control["dir"], int(control["workers"]))
         closers.append(peers.close)
     return create_app(
