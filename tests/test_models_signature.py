@@ -229,6 +229,9 @@ def test_integers_past_float_precision_arrive_exactly_and_past_int64_as_errors()
     )
     floats = Signature(ColumnSchema((ColumnSpec("x", "float64"),)))
     assert floats.conform({"x": [1, 2**64]}).columns["x"].tolist() == [1.0, 2.0**64]
+    too_big = _mismatch({"x": [1, 10**400]}, floats)  # (no float holds it: named, not raised)
+    assert too_big.startswith("column 'x' expects float64, got int 1000")
+    assert too_big.endswith("at row 1, outside float64's range")
     # with a missing value (floats then, NaN has no int) the range is checked all the same
     small = Signature(ColumnSchema((ColumnSpec("n", "int8", nullable=True),)))
     for values in ([None, 300], np.array([np.nan, 300.0])):

@@ -146,49 +146,48 @@ def _wrong(subject: str, target: str, arr: NDArray[Any], i: int, locate: Locate)
     )
 
 
+def _out_of_range(subject: str, target: str, value: Any, where: str) -> SchemaMismatch:
+    info = np.iinfo(target) if target not in _FLOATS else np.finfo(target)
+    return SchemaMismatch(
+        f"{subject} expects {target}, got {describe_value(value)} at {where}, "
+        f"outside {target}'s range",
+        hint=f"send values between {info.min} and {info.max}",
+    )
+
+
 def _numbers_from_objects(
     arr: NDArray[Any], missing: NDArray[np.bool_], subject: str, target: str, locate: Locate
 ) -> NDArray[Any]:
+    """Python numbers as ``target`` takes them. An integer target takes them exactly: a whole
+    float is that integer (1.0 beside 9007199254740993 must not turn the latter into a
+    float), each checked against the range as the integer it is (numpy refuses Python ints
+    past int64 with OverflowError); with a missing value, as floats with NaN (NaN has no
+    int; see the module docstring). A float target takes them as float64."""
     flat = arr.ravel()
-    all_ints = True
+    info = np.iinfo(target) if target not in _FLOATS else None
+    values: list[Any] = []
     for i, value in enumerate(flat):
         if missing.flat[i]:
+            values.append(np.nan)
             continue
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
             raise _wrong(subject, target, arr, i, locate)
-        all_ints = all_ints and isinstance(value, numbers.Integral)
-    if target not in _FLOATS:
-        # Exactly: a whole float is that integer (1.0 beside 9007199254740993 must not turn
-        # the latter into a float), and every value is checked against the target's range
-        # as the integer it is (numpy refuses Python ints past int64 with OverflowError).
-        info = np.iinfo(target)
-        exact: list[Any] = []
-        for i, value in enumerate(flat):
-            if missing.flat[i]:
-                exact.append(np.nan)
-                continue
-            if not isinstance(value, numbers.Integral):
-                as_float = float(value)
-                if not (math.isfinite(as_float) and as_float == math.trunc(as_float)):
-                    raise _wrong(subject, target, arr, i, locate)
-            whole = int(value)
-            if not info.min <= whole <= info.max:
-                raise SchemaMismatch(
-                    f"{subject} expects {target}, got {describe_value(value)} at {locate(i)}, "
-                    f"outside {target}'s range",
-                    hint=f"send values between {info.min} and {info.max}",
-                )
-            exact.append(whole)
-        # with a missing value, floats with NaN (NaN has no int; see module docstring)
-        dtype = np.float64 if missing.any() else target
-        return np.array(exact, dtype=dtype).reshape(arr.shape)
-    if all_ints and not missing.any():
-        try:
-            return np.array(flat.tolist(), dtype=np.int64).reshape(arr.shape)
-        except OverflowError:  # past int64: as floats, as for a float target
-            pass
-    values = [np.nan if missing.flat[i] else v for i, v in enumerate(flat)]
-    return np.array(values, dtype=np.float64).reshape(arr.shape)
+        if info is None:  # a float target
+            try:
+                values.append(float(value))
+            except OverflowError:  # an int past any float
+                raise _out_of_range(subject, target, value, locate(i)) from None
+            continue
+        if not isinstance(value, numbers.Integral):
+            as_float = float(value)
+            if not (math.isfinite(as_float) and as_float == math.trunc(as_float)):
+                raise _wrong(subject, target, arr, i, locate)
+        whole = int(flat[i])
+        if not info.min <= whole <= info.max:
+            raise _out_of_range(subject, target, flat[i], locate(i))
+        values.append(whole)
+    dtype = target if info is not None and not missing.any() else np.float64
+    return np.array(values, dtype=dtype).reshape(arr.shape)
 
 
 def _to_number(
@@ -216,11 +215,7 @@ def _to_number(
     out_of_range = ~missing & ((arr < info.min) | (arr > info.max))
     if out_of_range.any():
         i = _first(out_of_range)
-        raise SchemaMismatch(
-            f"{subject} expects {target}, got {describe_value(arr.ravel()[i])} at {locate(i)}, "
-            f"outside {target}'s range",
-            hint=f"send values between {info.min} and {info.max}",
-        )
+        raise _out_of_range(subject, target, arr.ravel()[i], locate(i))
     if missing.any():
         return arr.astype(np.float64, copy=False)  # NaN has no int; see module docstring
     return arr.astype(target, copy=False)
