@@ -76,7 +76,7 @@ class HttpArtifactStore:
                 reason = str(exc) or type(exc).__name__
                 if not may_retry() or backoff.exhausted:
                     raise BackendUnavailable(
-                        f"gyre server {self.uri!r} is unreachable: {exc or type(exc).__name__}",
+                        f"gyre server {self.uri!r} is unreachable: {reason}",
                         hint="check that `gyre server` is running there "
                         "and GYRE_ARTIFACT_URI names it",
                     ) from None

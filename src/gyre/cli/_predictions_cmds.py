@@ -157,8 +157,8 @@ def parse_moment(text: str, option: str, now: datetime) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     m = _DURATION.match(text)
     if m:
-        back = float(m.group(1)) * _UNITS[m.group(2)]
-        moment = max(epoch, now - timedelta(seconds=min(back, (now - epoch).total_seconds())))
+        back = float(m.group(1)) * _UNITS[m.group(2)]  # (at most back to 1970)
+        moment = now - timedelta(seconds=min(back, (now - epoch).total_seconds()))
     else:
         try:
             parsed = datetime.fromisoformat(text.strip())
