@@ -81,11 +81,11 @@ class Peers:
         while True:
             await asyncio.sleep(self.poll_s)
             try:
-                if os.fstat(self._fd).st_size <= self._offset:
-                    continue
                 data, self._offset = self._read(self._offset)
             except OSError:
                 logger.exception("could not read the workers' admin requests")
+                continue
+            if not data:
                 continue
             data, self._partial = self._partial + data, b""
             if not data.endswith(b"\n"):  # a line being written: its rest comes next time
