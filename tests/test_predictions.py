@@ -359,6 +359,61 @@ def test_an_unwritable_spool_never_fails_append_and_keeps_the_records(
     assert query(store, "churn").num_rows == 4
 
 
+def test_spool_lines_reach_the_file_whole_across_short_and_many_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer hands the kernel the lines as they are; a write that takes only part of
+    them (a signal, a pipe-like file system) is continued where it stopped, and more lines
+    than one ``writev`` takes go in several."""
+    real = os.writev
+    calls: list[int] = []
+
+    def seven_bytes_at_most(fd: int, buffers: list[bytes]) -> int:
+        calls.append(len(buffers))
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:7]])
+
+    writer = _spool.SpoolWriter(tmp_path / "spool")
+    lines = [b'{"k":"x","n":%d}\n' % i for i in range(3)]
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "writev", seven_bytes_at_most)
+        writer.write(lines, 3)
+    many = [b"%d\n" % i for i in range(2_500)]
+    writer.write(many, 2_500)
+    assert writer.path is not None
+    body = writer.path.read_bytes()
+    assert body.endswith(b"".join(lines + many)), "every line, whole and in order"
+    assert len(calls) > len(lines), "short writes were continued"
+    assert writer.rows == 2_503
+    writer.close()
+
+
+def test_a_spool_write_that_fails_half_way_leaves_none_of_its_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write the disk refuses after some of its lines went in is undone: the file holds
+    what it held before, so that the requeued lines are not written twice."""
+    real = os.writev
+    writer = _spool.SpoolWriter(tmp_path / "spool")
+    writer.write([b'{"k":"x","n":0}\n'], 1)
+    assert writer.path is not None
+    before = writer.path.read_bytes()
+
+    def full_after_one_line(fd: int, buffers: list[bytes]) -> int:
+        if len(buffers) > 1:
+            return real(fd, buffers[:1])  # then the next call finds the disk full
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "writev", full_after_one_line)
+        with pytest.raises(OSError, match="No space left"):
+            writer.write([b'{"k":"x","n":1}\n', b'{"k":"x","n":2}\n'], 2)
+    assert writer.path.read_bytes() == before
+    writer.write([b'{"k":"x","n":3}\n'], 1)  # and the file goes on from there
+    assert writer.path.read_bytes() == before + b'{"k":"x","n":3}\n'
+    assert writer.rows == 2
+    writer.close()
+
+
 def test_two_logs_share_a_spool_folder_without_taking_each_others_active_file(
     store: ArtifactStore, spool: Path
 ) -> None:

@@ -367,7 +367,7 @@ class PredictionLog:
                             self._spool.close()  # fsyncs; the line starts the next file
                             continue
                         end = done + 1
-                    self._spool.write(b"".join(batch[done:end]), ends[end - 1] - before)
+                    self._spool.write(batch[done:end], ends[end - 1] - before)
                     done = end
                     if self._spool.rows >= self.segment_rows:
                         self._spool.close()  # fsyncs
