@@ -386,10 +386,12 @@ async def test_a_challenger_never_predicts_on_the_event_loop(named: Model) -> No
         await slot.close()
 
 
-async def test_a_predict_that_holds_the_loop_ends_predicting_on_it() -> None:
+async def test_a_predict_that_holds_the_loop_pauses_predicting_on_it_and_thrice_ends_it() -> None:
     """A model whose calls are cheap in CPU but one of which blocks (a sleep, a wait, one
-    slow input) stops being predicted on the event loop after that call: the next calls go
-    to its thread, so health checks and timeouts are not stalled again."""
+    slow input, the machine pausing the process) is not predicted on the event loop for a
+    while after that call: the next calls go to its thread. One hold is as likely the
+    machine's doing, so the loop is tried again after the pause; the third hold within two
+    minutes ends it for good, so health checks and timeouts are not stalled again."""
     import threading
     import time
 
@@ -399,20 +401,30 @@ async def test_a_predict_that_holds_the_loop_ends_predicting_on_it() -> None:
 
     def run(jobs: list[Job[int]]) -> list[int]:
         threads.append(threading.current_thread().name)
-        if jobs[0].payload == 99:
-            time.sleep(0.2)  # no CPU time: only the wall clock shows it
+        if jobs[0].payload >= 90:
+            time.sleep(0.05)  # no CPU time: only the wall clock shows it
         return [job.payload for job in jobs]
 
     loop_thread = threading.current_thread().name
-    batcher: MicroBatcher[int] = MicroBatcher(run, name="t", inline_below_ms=5.0)
+    batcher: MicroBatcher[int] = MicroBatcher(run, name="t", inline_below_ms=2.0)
     batcher.start()
     try:
-        for payload in (1, 2, 99, 3, 4):
+        for payload in (1, 2, 91, 3, 4):
+            assert await batcher.submit(payload, 1, f"r{payload}") == payload
+        # 1: cost unknown, thread; 2 and 91: cheap so far, on the loop; 91 held it 50 ms:
+        # the next ones in the thread, for the pause
+        assert [t == loop_thread for t in threads] == [False, True, True, False, False]
+        assert batcher.inline_below > 0, "one hold does not end it"
+
+        batcher.hold_pause_s = 0.0  # (the pause over at once)
+        threads.clear()
+        for payload in (5, 92, 6, 93, 7, 8):
             assert await batcher.submit(payload, 1, f"r{payload}") == payload
     finally:
         await batcher.stop()
-    # 1: cost unknown, thread; 2 and 99: cheap so far, on the loop; 99 held it 200 ms
-    assert [t == loop_thread for t in threads] == [False, True, True, False, False]
+    # 5, 92: back on the loop; 92 the second hold, 6 and 93 on the loop again (no pause
+    # left); 93 the third hold: 7 and 8 in the thread for good
+    assert [t == loop_thread for t in threads] == [True, True, True, True, False, False]
     assert batcher.inline_below == 0.0
 
 

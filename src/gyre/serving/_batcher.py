@@ -48,6 +48,13 @@ logger = logging.getLogger("gyre.serving")
 # A predict on the event loop that holds it longer than this (and than ten times what the
 # model's calls have cost) stops the batcher predicting on the loop.
 _LOOP_HOLD_LIMIT_S = 0.02
+# A call that held the loop past the limit sends the next calls to the model's thread for
+# _HOLD_PAUSE_S; the _HOLD_STRIKES-th such call within _HOLD_MEMORY_S of the one before it
+# sends them there for good. (One hold is as likely the machine's doing: a virtual CPU
+# descheduled, a garbage collection, another process's burst.)
+_HOLD_PAUSE_S = 10.0
+_HOLD_STRIKES = 3
+_HOLD_MEMORY_S = 120.0
 
 P = TypeVar("P")
 
@@ -108,6 +115,9 @@ class MicroBatcher(Generic[P]):
         # not known yet)
         self._lone_cost: float | None = None
         self._batch_cost: float | None = None
+        self.hold_pause_s = _HOLD_PAUSE_S
+        self._holds = 0  # calls that held the loop, each within _HOLD_MEMORY_S of the last
+        self._last_hold = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -250,25 +260,48 @@ class MicroBatcher(Generic[P]):
     def _cheap(self, lone: bool) -> bool:
         """Whether the batch just taken may be predicted on the event loop: a lone job
         when lone jobs have been cheap lately; any other batch when batches have been
-        very cheap lately."""
+        very cheap lately; neither for a while after a call held the loop."""
         if lone:
             cost = self._lone_cost
-            return cost is not None and cost < self.inline_below
-        cost = self._batch_cost
-        return cost is not None and cost < self.inline_below / 4
+            cheap = cost is not None and cost < self.inline_below
+        else:
+            cost = self._batch_cost
+            cheap = cost is not None and cost < self.inline_below / 4
+        return cheap and (
+            not self._holds or time.monotonic() >= self._last_hold + self.hold_pause_s
+        )
 
     def _held_loop(self, seconds: float) -> None:
         """After a predict on the event loop: one that held it far longer than the model's
-        calls cost (a model that sleeps or waits, which its CPU time does not show, or one
-        input far slower than the rest) ends predicting on the loop for this batcher, so
-        that it cannot stall health checks, timeouts and every other request again."""
-        if seconds > max(10 * self.inline_below, _LOOP_HOLD_LIMIT_S) and self.inline_below:
+        calls cost (a model that sleeps or waits, which its CPU time does not show, one
+        input far slower than the rest, or the machine pausing the process) sends the
+        next calls to the model's thread for ``hold_pause_s``; the third within two
+        minutes of each other ends predicting on the loop for this batcher, so that it
+        cannot keep stalling health checks, timeouts and every other request. (A single
+        hold used to end it at once: one descheduled moment of a virtual CPU then halved
+        the throughput of a cheap model for the rest of the server's life.)"""
+        if not (seconds > max(10 * self.inline_below, _LOOP_HOLD_LIMIT_S) and self.inline_below):
+            return
+        now = time.monotonic()
+        self._holds = self._holds + 1 if now - self._last_hold <= _HOLD_MEMORY_S else 1
+        self._last_hold = now
+        if self._holds >= _HOLD_STRIKES:
             self.inline_below = 0.0
             logger.warning(
-                "%s held the event loop for %.0f ms in one predict call; it predicts "
-                "in its own thread from now on",
+                "%s held the event loop for %.0f ms in one predict call (%d calls held it, "
+                "each within %.0f s of the last); it predicts in its own thread from now on",
                 self.label,
                 seconds * 1000,
+                self._holds,
+                _HOLD_MEMORY_S,
+            )
+        else:
+            logger.info(
+                "%s held the event loop for %.0f ms in one predict call; it predicts in its "
+                "own thread for the next %.0f s",
+                self.label,
+                seconds * 1000,
+                self.hold_pause_s,
             )
 
     def _timed(self, batch: list[Job[P]], lone: bool) -> Sequence[Any]:
