@@ -46,7 +46,7 @@ __all__ = ["Job", "MicroBatcher"]
 
 logger = logging.getLogger("gyre.serving")
 # A predict on the event loop that holds it longer than this (and than ten times what the
-# model's calls have cost) stops the batcher predicting on the loop.
+# model's calls have cost) pauses the batcher's predicting on the loop (see below).
 _LOOP_HOLD_LIMIT_S = 0.02
 # A call that held the loop past the limit sends the next calls to the model's thread for
 # _HOLD_PAUSE_S; the _HOLD_STRIKES-th such call within _HOLD_MEMORY_S of the one before it
