@@ -24,6 +24,7 @@ from gyre.pipelines import Pipeline, register, step
 from gyre.pipelines._cache import code_fingerprint
 from gyre.registry import Registry
 from gyre.tracking import Client
+from tests.fixtures.server import LiveServer
 
 CALLS: Counter[str] = Counter()
 
@@ -594,3 +595,32 @@ def test_predict_names_an_unknown_engine(tmp_path: Path) -> None:
         cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 2 and "engine 'spark' is not known" in out.stderr
+
+
+def test_a_pipeline_against_a_tracking_server_leaves_no_connection_open_at_exit(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    # step outputs go to the server's artifact store over HTTP, from the steps' threads
+    _write(
+        tmp_path / "remote_flow.py",
+        f"""
+        from gyre.pipelines import Pipeline, step
+
+        @step
+        def double(x: int) -> int:
+            return 2 * x
+
+        def twice(x: int = 3):
+            return double(double(x))
+
+        result = Pipeline(twice, name="twice", experiment="p").run(tracking_uri={live_server.url!r})
+        print(result.load("double_2"))
+        """,
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "remote_flow.py"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "12"
+    assert "ResourceWarning" not in out.stderr, out.stderr

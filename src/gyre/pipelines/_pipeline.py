@@ -120,9 +120,12 @@ class PipelineResult:
             ref = found.outputs[output.name]
         else:
             ref = output
+        workdir = Path(tempfile.mkdtemp(prefix="gyre-pipeline-load-"))  # (a file output's home)
         store = _artifacts.open_artifact_store(self.artifact_uri)
-        workdir = Path(tempfile.mkdtemp(prefix="gyre-pipeline-load-"))
-        return load_output(store, ref, workdir)
+        try:
+            return load_output(store, ref, workdir)
+        finally:
+            store.close()
 
     def raise_for_status(self) -> None:
         """Re-raise what the failed step raised (with a note naming step and run)."""

@@ -6,6 +6,8 @@ the artifact store; the driver does all the tracking.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import tempfile
 import threading
 import time
@@ -47,11 +49,27 @@ class TaskResult:
 
 
 def _store(uri: str) -> ArtifactStore:
+    """The artifact store at ``uri``, opened once per process and kept for every step after
+    (a step's worker thread or process reuses its connections); closed when the process
+    exits."""
     with _stores_lock:
         store = _stores.get(uri)
         if store is None:
+            if not _stores:
+                atexit.register(_close_stores)
             store = _stores[uri] = _artifacts.open_artifact_store(uri)
         return store
+
+
+def _close_stores() -> None:
+    """Close the stores :func:`_store` opened (at exit: an HTTP store's pooled socket is
+    otherwise left to the interpreter's teardown, which warns about it)."""
+    with _stores_lock:
+        stores = list(_stores.values())
+        _stores.clear()
+    for store in stores:
+        with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
+            store.close()
 
 
 def run_task(task: StepTask) -> TaskResult:
