@@ -355,3 +355,37 @@ def test_requests_join_a_log_group_only_when_their_arrays_do() -> None:
                  matrix=(np.array([[1.0, 2.0]]), ["a", "b"]))  # fmt: skip
     joined = _log_group(dep, "primary", [*good, named])
     assert joined is not None and joined.request_ids == ["r0", "r1", "r3"]
+
+
+def test_a_log_group_takes_only_what_its_own_requests_were_answered() -> None:
+    """Requests answered by one predict call are logged from that call's arrays only when
+    all of them are logged together, in the call's order; a request missing (its answer
+    failed after the predict) or the order changed, each request keeps its own rows."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from gyre.serving._app import _log_group
+    from gyre.serving._slots import Answered, Prepared
+
+    dep = SimpleNamespace(name="m", log_version=1, column_names=["a", "b"])
+    xs = [np.array([[1.0, 2.0]]), np.array([[3.0, 4.0], [5.0, 6.0]]), np.array([[7.0, 8.0]])]
+    predicted = np.array([10, 11, 12, 13])
+    call = Answered(np.vstack(xs), None, {"predict": predicted}, 3)
+    starts = [0, 1, 3]
+
+    def item(i: int) -> tuple[Any, ...]:
+        mine = predicted[starts[i] : starts[i] + len(xs[i])]
+        prepared = Prepared(xs[i], len(xs[i]), answered=(call, i))
+        return (f"r{i}", 1_700_000_000_000 + i, dep, prepared, {"predict": mine}, 0.5, "primary")
+
+    for order in ([0, 1, 2], [0, 2], [2, 0, 1], [1, 2]):
+        group = _log_group(dep, "primary", [item(i) for i in order])
+        assert group is not None, order
+        assert group.request_ids == [f"r{i}" for i in order]
+        np.testing.assert_array_equal(group.inputs, np.vstack([xs[i] for i in order]))
+        expected = np.concatenate([predicted[starts[i] : starts[i] + len(xs[i])] for i in order])
+        np.testing.assert_array_equal(group.outputs["prediction"], expected)
+        rows = [len(xs[i]) for i in order]
+        assert group.rows == (None if set(rows) == {1} else rows)
+        assert group.timestamps_ms == [1_700_000_000_000 + i for i in order]

@@ -68,6 +68,7 @@ from gyre.serving._oip import model_input as oip_model_input
 from gyre.serving._peers import Peers
 from gyre.serving._reload import Reloader, Watch, alias_of
 from gyre.serving._slots import (
+    Answered,
     Challenger,
     Deployment,
     ModelSlot,
@@ -233,9 +234,55 @@ def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> A
     output an array of one value per row, of one dtype and shape but the rows; else None.
 
     (Once per turn of the event loop under load, for dozens of requests: checked a list at
-    a time, the arrays' trailing shapes by ``concatenate`` itself.)"""
-    ndarray = np.ndarray
+    a time, the arrays' trailing shapes by ``concatenate`` itself. When ``items`` are the
+    requests of one predict call, all of them in the call's order, which is how a loaded
+    server's turns go, the call's own arrays are the group's.)"""
     columns = dep.column_names
+    whole = _answered_whole(items)
+    if whole is not None:
+        x = whole.inputs
+        names = columns if whole.names is None else whole.names
+        joined: dict[str, Any] = {_LOG_NAMES.get(k, k): v for k, v in whole.outputs.items()}
+        rows = None if x.shape[0] == len(items) else [item[3].rows for item in items]
+    else:
+        found = _joined_items(items, columns)
+        if found is None:
+            return None
+        x, names, joined, rows = found
+    if names and x.ndim == 2 and x.shape[1] == len(names):
+        inputs: Any = x
+    else:
+        inputs, names = {"input-0": x}, None
+    ids = [item[0] for item in items]
+    stamps = [item[1] for item in items]
+    latencies = [item[5] for item in items]
+    return PredictionGroup(ids, stamps, dep.name, dep.log_version, inputs, joined, latencies,
+                           variant, names, rows)  # fmt: skip
+
+
+def _answered_whole(items: list[tuple[Any, ...]]) -> Answered | None:
+    """The :class:`~gyre.serving._slots.Answered` of the one predict call that answered
+    every request of ``items``, in its order, when its input is an array; else None."""
+    first = items[0][3].answered
+    if first is None:
+        return None
+    whole: Answered = first[0]
+    if whole.requests != len(items) or type(whole.inputs) is not np.ndarray:
+        return None
+    for place, item in enumerate(items):
+        mine = item[3].answered
+        if mine is None or mine[0] is not whole or mine[1] != place:
+            return None
+    return whole
+
+
+def _joined_items(
+    items: list[tuple[Any, ...]], columns: list[str] | None
+) -> tuple[Any, Any, dict[str, Any], list[int] | None] | None:
+    """The arrays of ``items`` joined (see :func:`_log_group`): the input, its column names,
+    the outputs under their log names and the rows of each request (None: one each); None
+    when they do not join."""
+    ndarray = np.ndarray
     xs: list[Any] = []
     head = items[0][3].matrix
     names = columns if head is None else head[1]  # every request's must be the same
@@ -264,16 +311,7 @@ def _log_group(dep: Deployment, variant: str, items: list[tuple[Any, ...]]) -> A
         x = np.concatenate(xs)
     except ValueError:  # trailing shapes differ, or 0-d arrays
         return None
-    if names and x.ndim == 2 and x.shape[1] == len(names):
-        inputs: Any = x
-    else:
-        inputs, names = {"input-0": x}, None
-    total = sum(rows)
-    ids = [item[0] for item in items]
-    stamps = [item[1] for item in items]
-    latencies = [item[5] for item in items]
-    return PredictionGroup(ids, stamps, dep.name, dep.log_version, inputs, joined, latencies,
-                           variant, names, None if total == len(rows) else rows)  # fmt: skip
+    return x, names, joined, None if sum(rows) == len(rows) else rows
 
 
 def _log_batches(items: list[tuple[Any, ...]]) -> list[PredictionBatch]:

@@ -295,6 +295,9 @@ class Prepared:
     ``matrix``: set by the predict that turned raw records or columns into the model's
     float64 matrix (see :class:`NumericInput`): this request's rows of it and the names of
     its columns, which the prediction log takes instead of reading the records again.
+
+    ``answered``: set by the predict call that answered this request together with others:
+    that call's :class:`Answered` and this request's place in it.
     """
 
     data: Any
@@ -302,9 +305,24 @@ class Prepared:
     mergeable: bool = True
     raw_key: tuple[Any, ...] | None = None
     matrix: tuple[NDArray[Any], list[str]] | None = None
+    answered: tuple[Answered, int] | None = None
 
 
 Outputs = dict[str, NDArray[Any]]
+
+
+@dataclass(slots=True, eq=False)
+class Answered:
+    """What one predict call of several requests saw and returned, whole: its input as the
+    prediction log takes it (the matrix the fast path made, with its column names, or the
+    requests' inputs joined; ``names`` None then) and its outputs, one row per input row.
+    When every request of the call is logged at once, in order, the log takes these as they
+    are instead of joining the requests' rows again (see ``_app._log_group``)."""
+
+    inputs: Any
+    names: list[str] | None
+    outputs: Outputs
+    requests: int
 
 
 class Retired(Exception):
@@ -702,9 +720,12 @@ class Deployment:
 
     # -- per batch (predict thread) -----------------------------------------------------
 
-    def _predict(self, data: Any, proba: bool, jobs: Sequence[Job[Prepared]] = ()) -> Outputs:
-        """The outputs for ``data``, the merged input of ``jobs``; each job is given its
-        rows of the matrix the fast path made of raw records or columns."""
+    def _predict(
+        self, data: Any, proba: bool, jobs: Sequence[Job[Prepared]] = ()
+    ) -> tuple[Outputs, tuple[NDArray[Any], list[str]] | None]:
+        """The outputs for ``data``, the merged input of ``jobs``, and the matrix the fast
+        path made of raw records or columns with its column names (None: it made none);
+        each job is given its rows of that matrix."""
         model = self.model
         fast = self.numeric.convert(data) if self.numeric is not None else None
         if fast is not None:  # checked in a few vectorised steps (see NumericInput)
@@ -712,20 +733,21 @@ class Deployment:
             outputs = _named(model.predict(x, checked=True))
             if proba:
                 outputs["predict_proba"] = np.asarray(model.predict_proba(x, checked=True))
-            if names is not None:
-                start = 0
-                for job in jobs:
-                    job.payload.matrix = (matrix[start : start + job.rows], names)
-                    start += job.rows
-            return outputs
+            if names is None:
+                return outputs, None
+            start = 0
+            for job in jobs:
+                job.payload.matrix = (matrix[start : start + job.rows], names)
+                start += job.rows
+            return outputs, (matrix, names)
         outputs = _named(model.predict(data))
         if proba:
             outputs["predict_proba"] = np.asarray(model.predict_proba(data))
-        return outputs
+        return outputs, None
 
     def _run_one(self, job: Job[Prepared]) -> Outputs | GyreError:
         try:
-            outputs = self._predict(job.payload.data, PROBA in job.options, (job,))
+            outputs, _ = self._predict(job.payload.data, PROBA in job.options, (job,))
             if self.signature is not None:  # (without one, a dict's rows are not known)
                 _check_rows(outputs, job.rows, whole=True)
             return outputs
@@ -782,9 +804,13 @@ class Deployment:
         proba = any(PROBA in job.options for job in jobs)
         try:
             merged = _merge([job.payload.data for job in jobs])
-            outputs = self._predict(merged, proba, jobs)
-            for i, part in zip(at, _split(outputs, [job.rows for job in jobs]), strict=True):
+            outputs, seen = self._predict(merged, proba, jobs)
+            parts = _split(outputs, [job.rows for job in jobs])
+            logged, names = (merged, None) if seen is None else seen
+            answered = Answered(logged, names, outputs, len(jobs))
+            for place, (i, part, job) in enumerate(zip(at, parts, jobs, strict=True)):
                 into[i] = part
+                job.payload.answered = (answered, place)
             return
         except InvalidArgument:
             if not raw:
