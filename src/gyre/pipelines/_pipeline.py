@@ -125,7 +125,9 @@ class PipelineResult:
         try:
             return load_output(store, ref, workdir)
         finally:
-            store.close()
+            close = getattr(store, "close", None)
+            if close is not None:
+                close()
 
     def raise_for_status(self) -> None:
         """Re-raise what the failed step raised (with a note naming step and run)."""

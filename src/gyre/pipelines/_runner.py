@@ -68,8 +68,10 @@ def _close_stores() -> None:
         stores = list(_stores.values())
         _stores.clear()
     for store in stores:
-        with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
-            store.close()
+        close = getattr(store, "close", None)  # (a store of a plugin may have none)
+        if close is not None:
+            with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
+                close()
 
 
 def run_task(task: StepTask) -> TaskResult:
