@@ -649,6 +649,18 @@ def test_admin_reload_reaches_every_worker_of_gyre_serve(tmp_path: Path) -> None
         failing = httpx.post(f"{url}/admin/reload", timeout=90)
         assert failing.headers["x-gyre-workers-checked"] == "2/2"
         assert failing.headers["x-gyre-workers-current"] == "0/2", "neither could load it"
+        # GET /admin/status answers for one worker, and with ?workers=all for each
+        one_worker = httpx.get(f"{url}/admin/status", timeout=30).json()
+        assert one_worker["workers"]["count"] == 2 and "status" not in one_worker["workers"]
+        every = httpx.get(f"{url}/admin/status", params={"workers": "all"}, timeout=30).json()
+        assert every["workers"]["answered"] == 2
+        assert str(every["workers"]["answering"]) in every["workers"]["status"]
+        for pid, worker in every["workers"]["status"].items():
+            (reload,) = worker["models"]["svc"]["reload"]
+            assert worker["models"]["svc"]["version"] == str(two), pid
+            assert reload["failing"] and reload["alias_version"] == str(broken), pid
+        wrong = httpx.get(f"{url}/admin/status", params={"workers": "some"}, timeout=30)
+        assert wrong.status_code == 400 and "workers='some' is not known" in wrong.text
         registry.set_alias("svc", "champion", two)  # back: nothing failing any more
         back = httpx.post(f"{url}/admin/reload", timeout=90)
         assert back.headers["x-gyre-workers-current"] == "2/2"

@@ -16,6 +16,7 @@ POST     ``/batch/{name}``                            score a CSV / JSON Lines /
 POST     ``/feedback/{name}``                         ground-truth labels for logged predictions
 GET      ``/metrics``                                 Prometheus
 GET      ``/admin/status``                            versions served, reload and sync status
+                                                      (``?workers=all``: of every worker)
 POST     ``/admin/reload``                            check the registry for moved aliases now
                                                       (every worker; ``{"retry": true}``)
 POST     ``/admin/sync``                              edge mode: sync the prediction log now
@@ -99,6 +100,8 @@ _MAX_SHADOWS = 1024
 _LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
 # How long POST /admin/reload waits for the other workers' checks (each may load a model).
 _PEER_TIMEOUT_S = 60.0
+# How long GET /admin/status?workers=all waits for the other workers' (a poll or two each).
+_STATUS_TIMEOUT_S = 5.0
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
@@ -482,7 +485,19 @@ class _Server:
         this worker answers it with."""
         if action == "reload" and self.reloader is not None:
             return await self.reloader.check(retry=args.get("retry") is True)
+        if action == "status":
+            return self.status()
         return None
+
+    def status(self) -> dict[str, Any]:
+        """This worker's ``GET /admin/status``: its models, reload and sync state."""
+        body: dict[str, Any] = {
+            "models": {name: self.model_status(name) for name in self.slots},
+            "reload": {"enabled": self.reloader is not None, "interval_s": self.reload_interval},
+        }
+        if self.edge_sync is not None:
+            body["sync"] = self.edge_sync.status()
+        return body
 
     async def _flush_metrics(self) -> None:
         assert self.telemetry is not None
@@ -1113,15 +1128,24 @@ def _gyre_routes(server: _Server) -> list[Route]:
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        body: dict[str, Any] = {
-            "models": {name: server.model_status(name) for name in server.slots},
-            "reload": {
-                "enabled": server.reloader is not None,
-                "interval_s": server.reload_interval,
-            },
-        }
-        if server.edge_sync is not None:
-            body["sync"] = server.edge_sync.status()
+        body = server.status()
+        peers = server.peers
+        every = request.query_params.get("workers")
+        if every not in (None, "all"):
+            raise InvalidArgument(
+                f"workers={every!r} is not known", hint="ask ?workers=all, or leave it out"
+            )
+        if peers is None:
+            return _json_response(body)
+        # Another worker may serve another version for a moment (a reload under way, or one
+        # that failed there only): ?workers=all asks each of them (at most a few seconds).
+        body["workers"] = {"count": peers.workers, "answering": os.getpid()}
+        if every == "all":
+            others = await peers.answered(peers.ask("status", {}), timeout=_STATUS_TIMEOUT_S)
+            each = {str(os.getpid()): server.status()}
+            each.update({str(pid): a["result"] for pid, a in sorted(others.items())
+                         if a.get("ok") and isinstance(a.get("result"), dict)})  # fmt: skip
+            body["workers"].update(answered=len(each), status=each)
         return _json_response(body)
 
     async def reload(request: Request) -> Response:
