@@ -308,3 +308,29 @@ def test_the_status_says_when_a_sync_is_under_way(tmp_path: Path) -> None:
     assert running["running_since_ms"] is not None and running["syncs"] == 0
     done = edge_sync.status()
     assert done["running_since_ms"] is None and done["syncs"] == 1
+
+
+def test_admin_sync_takes_the_records_of_every_worker(tmp_path: Path) -> None:
+    """``gyre serve --bundle --workers 2``: ``POST /admin/sync`` reaches one worker, and the
+    other's records (in a spool file it is still writing) go to central with it, not at
+    that worker's next compaction interval."""
+    from tests.test_serving_process import _gyre_serve
+
+    package = tmp_path / "pkg"
+    save_model(scaled(2.0), package, input_example=EXAMPLE)
+    write_bundle(package, tmp_path / "svc.gyre", name="svc", version=3)
+    central = tmp_path / "central"
+    args = ["--bundle", str(tmp_path / "svc.gyre"), "--log-dir", str(tmp_path / "edge"),
+            "--sync-to", str(central), "--sync-interval", "0", "--workers", "2"]  # fmt: skip
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home"), "GYRE_COMPACT_INTERVAL_S": "3600"}
+    with _gyre_serve(tmp_path, args, env) as (_, url):
+        # a connection each: the two workers take turns accepting them
+        answered = [
+            httpx.post(f"{url}/predict/svc", json=[{"x": 1.5}]).json()["request_id"]
+            for _ in range(40)
+        ]
+        synced = httpx.post(f"{url}/admin/sync", timeout=60)
+        assert synced.status_code == 200, synced.text
+        assert synced.headers["x-gyre-workers-flushed"] == "2/2"
+        logged = query(open_artifact_store(str(central)), "svc").to_pylist()
+        assert sorted(r["request_id"] for r in logged) == sorted(answered)

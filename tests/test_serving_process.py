@@ -439,6 +439,7 @@ def test_serve_refuses_non_loopback_without_auth(tmp_path: Path) -> None:
 async def test_serve_with_a_token_turns_auth_on(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
     classifier: Model,  # noqa: F811
 ) -> None:
     from gyre import config
@@ -470,6 +471,9 @@ async def test_serve_with_a_token_turns_auth_on(
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # removed again after the run
 
     app = app_from_env()
+    # (`serve` removed its workers' admin folder when it returned, as when a /tmp cleaner
+    # removes it under a server: a worker starting now still starts, and says so)
+    assert "admin requests this worker answers reach it alone" in caplog.text
     row = records(classifier_data(1)[0])
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://s") as client, lifespan(app):

@@ -403,6 +403,13 @@ class PredictionLog:
         it is on disk. BackendUnavailable if the spool cannot be written."""
         self._write_queued()
 
+    def rotate(self) -> None:
+        """:meth:`flush`, and finish the active spool file: the next compaction of the
+        spool folder, by this process or another (a server's compactor, another worker's
+        sync), takes what was appended so far."""
+        with self._compact_lock:
+            self._write_queued(rotate=True)
+
     # -- compaction ----------------------------------------------------------------------
 
     def compact(self) -> list[str]:

@@ -100,7 +100,8 @@ _MAX_SHADOWS = 1024
 _LOG_NAMES = {"predict": "prediction", "predict_proba": "proba"}  # outputs in the log
 # How long POST /admin/reload waits for the other workers' checks (each may load a model).
 _PEER_TIMEOUT_S = 60.0
-# How long GET /admin/status?workers=all waits for the other workers' (a poll or two each).
+# How long GET /admin/status?workers=all waits for the other workers' states, and POST
+# /admin/sync for them to finish their spool files (a poll or two each).
 _STATUS_TIMEOUT_S = 5.0
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
@@ -472,9 +473,9 @@ class _Server:
                                      telemetry=self.telemetry)  # fmt: skip
             if self.reload_interval > 0:
                 self._tasks.append(loop.create_task(self.reloader.run(), name="gyre-reload"))
-            if self.peers is not None:  # POST /admin/reload answered by another worker
-                follow = self.peers.follow(self._peer_request)
-                self._tasks.append(loop.create_task(follow, name="gyre-peers"))
+        if self.peers is not None:  # admin requests another worker answered
+            follow = self.peers.follow(self._peer_request)
+            self._tasks.append(loop.create_task(follow, name="gyre-peers"))
         if self.edge_sync is not None:
             self.edge_sync.telemetry = self.telemetry
             if self.edge_sync.interval > 0:
@@ -487,6 +488,10 @@ class _Server:
             return await self.reloader.check(retry=args.get("retry") is True)
         if action == "status":
             return self.status()
+        if action == "rotate" and self.log is not None:  # POST /admin/sync in another worker
+            # (a log that cannot finish its file, one of the SDK's, writes what it has)
+            await asyncio.to_thread(getattr(self.log, "rotate", self.log.flush))
+            return True
         return None
 
     def status(self) -> dict[str, Any]:
@@ -1184,8 +1189,18 @@ def _gyre_routes(server: _Server) -> list[Route]:
                 "no sync is configured on this server",
                 hint="start an edge server with `gyre serve --bundle FILE --sync-to URL`",
             )
+        peers = server.peers
+        if peers is not None and server.log is not None:
+            # every worker finishes its spool file first, so this sync takes their records
+            # too, not just this worker's (theirs would wait for their compaction interval)
+            asked = peers.ask("rotate", {})
+            others = await peers.answered(asked, timeout=_STATUS_TIMEOUT_S)
+            rotated = 1 + sum(1 for a in others.values() if a.get("ok") and a.get("result"))
         report = await run_in_threadpool(server.edge_sync.run_once)
-        return _json_response({"report": report, "sync": server.edge_sync.status()})
+        answer = _json_response({"report": report, "sync": server.edge_sync.status()})
+        if peers is not None and server.log is not None:
+            answer.headers["x-gyre-workers-flushed"] = f"{rotated}/{peers.workers}"
+        return answer
 
     return [
         Route("/predict/{name}", predict, methods=["POST"]),

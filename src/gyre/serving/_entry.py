@@ -110,11 +110,21 @@ def app_from_env() -> Front:
             log, log.artifacts, edge["sync_to"], interval=float(edge.get("sync_interval", 60))
         )
         closers.append(edge_sync.close)
-    peers = None  # the other workers, told of POST /admin/reload (only aliases reload)
+    # the other workers: POST /admin/reload and /admin/sync tell them, GET /admin/status
+    # ?workers=all asks them
+    peers = None
     control: dict[str, Any] | None = spec.get("control")  # (set with --workers 2 or more)
-    if registry is not None and control is not None:
-        peers = Peers(control["dir"], int(control["workers"]))
-        closers.append(peers.close)
+    if control is not None:
+        try:
+            peers = Peers(control["dir"], int(control["workers"]))
+            closers.append(peers.close)
+        except OSError as exc:  # its folder removed under the server (a /tmp cleaner)
+            logger.warning(
+                "the workers' admin folder %s cannot be used (%s): admin requests this "
+                "worker answers reach it alone",
+                control["dir"],
+                exc.strerror or exc,
+            )
     return create_app(
         models,
         prediction_log=log,
