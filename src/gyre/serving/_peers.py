@@ -4,8 +4,8 @@
 whichever of them accepted its connection. For ``POST /admin/reload`` that is not enough: a
 worker that is not told keeps serving the old version until its own next poll (never, with
 ``--reload-interval 0``), and one not told to retry a version that failed to load keeps it
-failed while the others serve the new one. ``GET /admin/status?workers=all`` asks the same
-way for every worker's state.
+failed while the others serve the new one. ``POST /admin/sync`` has every worker finish its
+spool file the same way, and ``GET /admin/status?workers=all`` asks for every worker's state.
 
 So the command makes a folder the workers share (removed when it exits) and the worker that
 answers the request appends it to a file there; every worker looks at the file's size every
