@@ -55,8 +55,6 @@ def _store(uri: str) -> ArtifactStore:
     with _stores_lock:
         store = _stores.get(uri)
         if store is None:
-            if not _stores:
-                atexit.register(_close_stores)
             store = _stores[uri] = _artifacts.open_artifact_store(uri)
         return store
 
@@ -72,6 +70,9 @@ def _close_stores() -> None:
         if close is not None:
             with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
                 close()
+
+
+atexit.register(_close_stores)
 
 
 def run_task(task: StepTask) -> TaskResult:

@@ -494,6 +494,15 @@ class _Server:
             return True
         return None
 
+    async def rotate_peers(self) -> str | None:
+        """Have the other workers finish their spool files (see ``POST /admin/sync``); how
+        many of all did, as ``k/N`` (None: one worker, or no log)."""
+        if self.peers is None or self.log is None:
+            return None
+        others = await self.peers.answered(self.peers.ask("rotate", {}), _STATUS_TIMEOUT_S)
+        done = 1 + sum(1 for a in others.values() if a.get("ok") and a.get("result"))
+        return f"{done}/{self.peers.workers}"
+
     def status(self) -> dict[str, Any]:
         """This worker's ``GET /admin/status``: its models, reload and sync state."""
         body: dict[str, Any] = {
@@ -1133,25 +1142,25 @@ def _gyre_routes(server: _Server) -> list[Route]:
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        body = server.status()
-        peers = server.peers
         every = request.query_params.get("workers")
         if every not in (None, "all"):
             raise InvalidArgument(
                 f"workers={every!r} is not known", hint="ask ?workers=all, or leave it out"
             )
+        mine = server.status()
+        peers = server.peers
         if peers is None:
-            return _json_response(body)
+            return _json_response(mine)
         # Another worker may serve another version for a moment (a reload under way, or one
         # that failed there only): ?workers=all asks each of them (at most a few seconds).
-        body["workers"] = {"count": peers.workers, "answering": os.getpid()}
+        workers: dict[str, Any] = {"count": peers.workers, "answering": os.getpid()}
         if every == "all":
             others = await peers.answered(peers.ask("status", {}), timeout=_STATUS_TIMEOUT_S)
-            each = {str(os.getpid()): server.status()}
+            each = {str(os.getpid()): mine}
             each.update({str(pid): a["result"] for pid, a in sorted(others.items())
                          if a.get("ok") and isinstance(a.get("result"), dict)})  # fmt: skip
-            body["workers"].update(answered=len(each), status=each)
-        return _json_response(body)
+            workers.update(answered=len(each), status=each)
+        return _json_response({**mine, "workers": workers})
 
     async def reload(request: Request) -> Response:
         if server.reloader is None:
@@ -1189,17 +1198,13 @@ def _gyre_routes(server: _Server) -> list[Route]:
                 "no sync is configured on this server",
                 hint="start an edge server with `gyre serve --bundle FILE --sync-to URL`",
             )
-        peers = server.peers
-        if peers is not None and server.log is not None:
-            # every worker finishes its spool file first, so this sync takes their records
-            # too, not just this worker's (theirs would wait for their compaction interval)
-            asked = peers.ask("rotate", {})
-            others = await peers.answered(asked, timeout=_STATUS_TIMEOUT_S)
-            rotated = 1 + sum(1 for a in others.values() if a.get("ok") and a.get("result"))
+        # every worker finishes its spool file first, so this sync takes their records too,
+        # not just this worker's (theirs would wait for their compaction interval)
+        flushed = await server.rotate_peers()
         report = await run_in_threadpool(server.edge_sync.run_once)
         answer = _json_response({"report": report, "sync": server.edge_sync.status()})
-        if peers is not None and server.log is not None:
-            answer.headers["x-gyre-workers-flushed"] = f"{rotated}/{peers.workers}"
+        if flushed is not None:
+            answer.headers["x-gyre-workers-flushed"] = flushed
         return answer
 
     return [
