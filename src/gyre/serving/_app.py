@@ -104,6 +104,11 @@ _PEER_TIMEOUT_S = 60.0
 # /admin/sync for them to finish their spool files (a poll or two each).
 _STATUS_TIMEOUT_S = 5.0
 _PREDICT_ONLY = ("predict",)  # what an inference request without "outputs" gets
+# Container allocations between the cyclic collector's young passes while serving (Python's
+# default: 700). A loaded worker allocates a few dozen a request and keeps up to a batch of
+# requests alive, so at the default it ran a young pass every ~20 requests, each walking
+# every request in flight: ~5% of a worker's time. See docs/adr/0003-serving-hot-path.md.
+_GC_YOUNG = 10_000
 _METRICS_FLUSH_S = 1.0  # how often request counts reach the Prometheus client (see _telemetry)
 
 Parse = Callable[[Deployment, bytes], tuple[Prepared, Any]]
@@ -397,6 +402,7 @@ class _Server:
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        thresholds = gc.get_threshold()
         try:
             watches: list[Watch] = []
             roles = [(item, "primary") for item in self.models] + [
@@ -426,9 +432,11 @@ class _Server:
             # (hundreds of thousands of objects) and stall every request meanwhile.
             gc.collect()
             gc.freeze()
+            gc.set_threshold(max(thresholds[0], _GC_YOUNG), *thresholds[1:])
             self.started = True
             yield
         finally:
+            gc.set_threshold(*thresholds)
             self.started = False
             for task in self._tasks:
                 task.cancel()
