@@ -306,12 +306,12 @@ class PredictionLog:
         self._recent_rows += rows
         while self._recent_rows > _RECENT_IDS and len(chunks) > 1:
             old_ids, old_batches, old_rows = chunks.popleft()
-            forget = self._recent.pop
+            forget_id = self._recent.pop
             for rid in old_ids:
-                forget(rid, None)
-            forget = self._recent_batches.pop
+                forget_id(rid, None)
+            forget_batch = self._recent_batches.pop
             for rid, _ in old_batches:
-                forget(rid, None)
+                forget_batch(rid, None)
             self._recent_rows -= old_rows
 
     # -- the writer --------------------------------------------------------------------------
