@@ -20,6 +20,7 @@ import pytest
 from gyre.artifacts import (
     ArtifactStore,
     BlobRef,
+    close_artifact_store,
     download,
     list_artifacts,
     open_artifact_store,
@@ -538,3 +539,15 @@ def test_500_mb_streams_with_bounded_memory(
         # 500 MB per copy: never leave one for pytest's retained temp folders.
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(tmp_path / "store", ignore_errors=True)
+
+
+def test_close_artifact_store_releases_what_a_store_holds_and_takes_one_without_close(
+    tmp_path: Path,
+) -> None:
+    from gyre.artifacts._http import HttpArtifactStore
+
+    remote = HttpArtifactStore("http://127.0.0.1:9")  # (nothing is contacted)
+    close_artifact_store(remote)
+    assert remote._client.is_closed
+    close_artifact_store(LocalArtifactStore(str(tmp_path)))  # a folder store
+    close_artifact_store(object())  # a plugin's store without close(): nothing to do

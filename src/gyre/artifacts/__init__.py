@@ -23,6 +23,7 @@ from gyre.errors import InvalidArgument
 __all__ = [
     "ArtifactStore",
     "BlobRef",
+    "close_artifact_store",
     "download",
     "list_artifacts",
     "open_artifact_store",
@@ -50,3 +51,12 @@ def open_artifact_store(uri: str) -> ArtifactStore:
     scheme = match.group(1).lower() if match else "file"
     factory = _plugins.load("gyre.artifact_stores", scheme, what="artifact URI", value=uri)
     return cast(ArtifactStore, factory(uri))
+
+
+def close_artifact_store(store: object) -> None:
+    """Release what ``store`` holds (an HTTP store's pooled connections, an S3 client's):
+    its ``close()``, when it has one. The :class:`ArtifactStore` protocol asks for none, so
+    a plugin's store may have nothing to close."""
+    close = getattr(store, "close", None)
+    if callable(close):
+        close()

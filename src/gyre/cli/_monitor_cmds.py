@@ -131,8 +131,8 @@ def report_command(
 
     Example: gyre monitor report models:/churn@champion --window 1d --since 7d --html drift.html
     """
-    from gyre.artifacts import open_artifact_store
-    from gyre.cli._predictions_cmds import _close, _resolve_model
+    from gyre.artifacts import close_artifact_store, open_artifact_store
+    from gyre.cli._predictions_cmds import _resolve_model
     from gyre.monitoring import MonitorReport, drift_over_time, log_windows, parse_duration
     from gyre.registry import Registry
 
@@ -201,7 +201,7 @@ def report_command(
                 progress=tick("scoring"),
             )
     finally:
-        _close(store)
+        close_artifact_store(store)
     report = MonitorReport(
         name, version, window if rows is None else f"{rows} rows", per_window, overall
     )

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gyre import config
-from gyre.artifacts import ArtifactStore, open_artifact_store
+from gyre.artifacts import ArtifactStore, close_artifact_store, open_artifact_store
 from gyre.cli._options import ArtifactUri, TrackingUri
 from gyre.cli._output import console, number, print_json
 from gyre.errors import (
@@ -104,7 +104,7 @@ def query_command(
             _check_known(store, name, version, tracking)
         coverage = feedback_coverage(store, name, version=version, since=start, until=end)
     finally:
-        _close(store)
+        close_artifact_store(store)
     if csv_file is not None:
         _write_csv(table, csv_file)
     summary = _summary(table)
@@ -467,8 +467,8 @@ def sync_command(
                 console.print("[dim]stopped[/]")
                 return
     finally:
-        _close(local)
-        _close(central)
+        close_artifact_store(local)
+        close_artifact_store(central)
 
 
 def _sync_once(
@@ -677,9 +677,3 @@ def _logs_under(folder: Path) -> list[Path]:
                     below.append(child)
         level = below
     return found
-
-
-def _close(store: ArtifactStore) -> None:
-    close = getattr(store, "close", None)
-    if callable(close):
-        close()

@@ -632,7 +632,7 @@ def _check_writable(folder: Path, source: str) -> None:
 def _check_sync_to(uri: str) -> None:
     """``--sync-to`` checked as ``gyre sync --to`` checks it: the artifact store the URI
     names can be opened (a known scheme, a well-formed URI); nothing is contacted."""
-    from gyre.artifacts import open_artifact_store
+    from gyre.artifacts import close_artifact_store, open_artifact_store
     from gyre.cli._predictions_cmds import check_central
 
     check_central(uri, "--sync-to")
@@ -640,9 +640,7 @@ def _check_sync_to(uri: str) -> None:
         store = open_artifact_store(uri)
     except InvalidArgument as exc:
         raise InvalidArgument(f"--sync-to: {exc.message}", hint=exc.hint) from None
-    close = getattr(store, "close", None)
-    if callable(close):
-        close()
+    close_artifact_store(store)
 
 
 def _challengers(

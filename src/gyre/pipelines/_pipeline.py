@@ -125,9 +125,7 @@ class PipelineResult:
         try:
             return load_output(store, ref, workdir)
         finally:
-            close = getattr(store, "close", None)
-            if close is not None:
-                close()
+            _artifacts.close_artifact_store(store)
 
     def raise_for_status(self) -> None:
         """Re-raise what the failed step raised (with a note naming step and run)."""

@@ -66,10 +66,8 @@ def _close_stores() -> None:
         stores = list(_stores.values())
         _stores.clear()
     for store in stores:
-        close = getattr(store, "close", None)  # (a store of a plugin may have none)
-        if close is not None:
-            with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
-                close()
+        with contextlib.suppress(Exception):  # (exiting: nothing is waiting on it)
+            _artifacts.close_artifact_store(store)
 
 
 atexit.register(_close_stores)

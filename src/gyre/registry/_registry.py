@@ -77,9 +77,7 @@ class Registry:
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
-        close = getattr(self._artifacts, "close", None)
-        if close is not None:
-            close()
+        _artifacts.close_artifact_store(self._artifacts)
 
     # -- registration --------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from gyre import config
+from gyre.artifacts import close_artifact_store
 from gyre.artifacts._protocol import ArtifactStore
 from gyre.errors import (
     Forbidden,
@@ -136,9 +137,7 @@ def create_app(
                     scheduler.stop()
                 store.close()
             finally:
-                close = getattr(artifacts, "close", None)
-                if callable(close):
-                    close()
+                close_artifact_store(artifacts)
 
     app = FastAPI(
         title="gyre",

@@ -138,6 +138,6 @@ class EdgeSync:
         }
 
     def close(self) -> None:
-        close = getattr(self._central, "close", None)
-        if callable(close):
-            close()
+        from gyre.artifacts import close_artifact_store
+
+        close_artifact_store(self._central)

@@ -94,9 +94,7 @@ class Client:
             self._writer.close()
         if self._store is not None:
             self._store.close()
-        close = getattr(self._artifact_store, "close", None)
-        if close is not None:
-            close()
+        _artifacts.close_artifact_store(self._artifact_store)
 
     # -- experiments ---------------------------------------------------------------------
 
