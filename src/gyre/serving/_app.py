@@ -497,7 +497,8 @@ class _Server:
         if action == "status":
             return self.status()
         if action == "rotate" and self.log is not None:  # POST /admin/sync in another worker
-            # (a log that cannot finish its file, one of the SDK's, writes what it has)
+            # (rotate is not part of the PredictionLog protocol: a log passed to create_app
+            # that has none writes what it has)
             await asyncio.to_thread(getattr(self.log, "rotate", self.log.flush))
             return True
         return None
