@@ -16,14 +16,13 @@ from typing import Any, ClassVar
 import httpx
 import pandas as pd
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 import gyre
 from gyre.errors import BackendUnavailable, InvalidArgument
 from gyre.models import Model, load_model, save_model
 from gyre.registry import Registry
-from gyre.serving import Limits, ServedModel, create_app, resolve_model
+from gyre.serving import Limits, ServedModel, _listen, create_app, resolve_model
 from gyre.serving._slots import Challenger, digest_version, in_canary, log_version
 from tests.test_serving_app import FakeLog, lifespan, serving
 from tests.test_serving_batch import _cli
@@ -558,7 +557,7 @@ def test_serve_resolves_the_challenger_and_refuses_what_makes_no_sense(
     registry.set_alias("svc", "challenger", two)
     registry.close()
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(_listen, "run", lambda app, **kw: calls.append(kw))
     for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI"):
         monkeypatch.setenv(name, "-")
         monkeypatch.delenv(name)

@@ -24,6 +24,7 @@ from gyre.errors import BackendUnavailable
 from gyre.models import save_model
 from gyre.models._bundle import write_bundle
 from gyre.predictions import query
+from gyre.serving import _listen
 from gyre.serving._edge import EdgeSync
 from tests.fixtures.predictions import FailingStore
 from tests.fixtures.server import ServerFactory, free_port, wait_healthy
@@ -84,7 +85,7 @@ async def test_edge_serves_a_bundle_offline_and_syncs_when_central_comes_up(
     # Any use of the tracking server would fail: nothing listens there.
     monkeypatch.setenv("GYRE_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(_listen, "run", lambda app, **kw: calls.append(kw))
     monkeypatch.setenv("_GYRE_SERVE_SPEC", "-")  # so that monkeypatch removes what serve sets
     edge_dir = tmp_path / "edge"
     result = CliRunner().invoke(

@@ -24,7 +24,7 @@ import uvicorn
 from typer.testing import CliRunner
 
 from gyre.models import Model
-from gyre.serving import ServedModel, create_app, resolve_model
+from gyre.serving import ServedModel, _listen, create_app, resolve_model
 from gyre.serving._protocol import HOLDING_PROTOCOL, thread_config
 from tests.test_predictions_compactor import _stat
 from tests.test_serving_app import (
@@ -225,6 +225,101 @@ def test_the_gauges_of_a_killed_worker_leave_the_metrics(tmp_path: Path) -> None
         assert server.poll() is None
 
 
+def _tcp_sockets(port: int) -> dict[int, str]:
+    """The TCP sockets on local port ``port`` (inode -> state: ``0A`` listening, ``01``
+    established), from ``/proc/net/tcp`` and ``tcp6``."""
+    found = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    found[int(fields[9])] = fields[3]
+    return found
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT spreads on Linux")
+def test_each_worker_listens_on_a_socket_of_its_own_and_takes_its_share(tmp_path: Path) -> None:
+    """With one socket for all, which worker took a connection was a race the busy or
+    first-woken worker kept winning (64 connections opened at once went 54-10 or 57-7).
+    Each worker now listens on a socket of its own and the kernel spreads connections
+    over them: two listening sockets, one per worker, and 64 connections shared."""
+    model_dir = save_classifier(tmp_path / "clf")
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home")}
+    with _gyre_serve(tmp_path, [str(model_dir), "--workers", "2", "--no-log"], env) as (
+        server,
+        url,
+    ):
+        port = int(url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + READY_SECONDS
+        while True:  # the second worker may still be starting
+            workers = _workers(server)
+            listening = {i for i, state in _tcp_sockets(port).items() if state == "0A"}
+            owners = {pid: _socket_inodes(pid) & listening for pid in workers}
+            if len(workers) == 2 and all(len(mine) == 1 for mine in owners.values()):
+                break
+            assert time.monotonic() < deadline, (owners, (tmp_path / "serve.log").read_text())
+            time.sleep(0.05)  # poll interval
+        assert len(listening) == 2, "one listening socket per worker, none in the supervisor"
+        assert _socket_inodes(server.pid).isdisjoint(listening)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+        try:
+            while True:  # until the workers have accepted all 64
+                sockets = _tcp_sockets(port)
+                held = {
+                    pid: sum(sockets.get(i) == "01" for i in _socket_inodes(pid)) for pid in workers
+                }
+                if sum(held.values()) == 64:
+                    break
+                assert time.monotonic() < deadline, held
+                time.sleep(0.05)  # poll interval
+        finally:
+            for client in clients:
+                client.close()
+        # spread by a hash of each connection's ports: 32 +- 4 a worker; below 12 happens
+        # about once in ten million runs
+        assert min(held.values()) >= 12, held
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+
+
+def test_a_worker_keeps_the_shared_socket_when_it_is_not_the_one_bound(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker puts its own socket only in place of the supervisor's bound, not listening
+    one; anything else at that descriptor is left alone, and the worker says why."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SO_REUSEPORT spreads on Linux")
+    with socket.socket() as shared:
+        shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        shared.bind(("127.0.0.1", 0))
+        port = shared.getsockname()[1]
+        before = os.fstat(shared.fileno()).st_ino
+        assert _listen.own_listener(shared.fileno(), "127.0.0.1", port)
+        # the descriptor is now a new socket of the same port, shared with nobody
+        assert os.fstat(shared.fileno()).st_ino != before
+        assert shared.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) == 1
+        assert shared.getsockname() == ("127.0.0.1", port)
+        shared.listen()
+        assert not _listen.own_listener(shared.fileno(), "127.0.0.1", port)
+        assert f"descriptor {shared.fileno()} is listening already" in caplog.text
+        assert not _listen.own_listener(shared.fileno(), "127.0.0.1", port + 1 or 1)
+        assert f"not port {port + 1 or 1}" in caplog.text
+    with (tmp_path / "file").open("w") as plain:
+        assert not _listen.own_listener(plain.fileno(), "127.0.0.1", port)
+        assert f"descriptor {plain.fileno()} is not a socket" in caplog.text
+
+
 def test_a_server_compacts_its_log_in_a_process_of_its_own(tmp_path: Path) -> None:
     from gyre.artifacts import open_artifact_store
     from gyre.predictions import query
@@ -280,7 +375,7 @@ def test_serve_takes_the_spool_settings_from_the_configuration(
     monkeypatch.setenv("GYRE_SPOOL_DIR", str(tmp_path / "my-spool"))
     monkeypatch.setenv("GYRE_SPOOL_SYNC_MS", "40")
     monkeypatch.setenv("GYRE_COMPACT_INTERVAL_S", "7.5")
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(_listen, "run", lambda app, **kw: None)
     for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI"):
         monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
         monkeypatch.delenv(name)
@@ -454,7 +549,7 @@ async def test_serve_with_a_token_turns_auth_on(
     finally:
         store.close()
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
+    monkeypatch.setattr(_listen, "run", lambda app, **kw: calls.append({"app": app, **kw}))
     for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
         monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
         monkeypatch.delenv(name)
@@ -501,10 +596,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def offline_serve(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """``uvicorn.run`` recorded instead of run; what ``serve`` sets in the environment is
-    removed again after the test."""
+    """The server's run (``_listen.run``: uvicorn) recorded instead of run; what ``serve``
+    sets in the environment is removed again after the test."""
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))
+    monkeypatch.setattr(_listen, "run", lambda app, **kw: calls.append(kw))
     for name in ("_GYRE_SERVE_SPEC", "GYRE_TRACKING_URI", "PROMETHEUS_MULTIPROC_DIR"):
         monkeypatch.setenv(name, "-")  # so that monkeypatch removes what `serve` sets
         monkeypatch.delenv(name)

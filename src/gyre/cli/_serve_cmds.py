@@ -311,9 +311,7 @@ def serve(
 
     Example (an offline edge box): gyre serve --bundle churn.gyre --sync-to https://central
     """
-    import uvicorn
-
-    from gyre.serving import resolve_model
+    from gyre.serving import _listen, resolve_model
     from gyre.serving._protocol import HOLDING_PROTOCOL
     from gyre.serving._slots import resolve_bundle
 
@@ -476,23 +474,23 @@ def serve(
             spool, store, interval_s=compact_interval, nice=compact_nice, log_format="json"
         )
         compactor.start()
+    settings: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "loop": "uvloop",
+        "http": HOLDING_PROTOCOL,
+        "lifespan": "on",
+        "log_config": _LOG_CONFIG,
+        "access_log": False,
+        "timeout_graceful_shutdown": max(30, int(timeout) + 5),
+        "timeout_keep_alive": 5,
+        "env_file": None,
+        "server_header": False,
+    }
     try:
-        uvicorn.run(
-            _APP_FACTORY,
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            loop="uvloop",
-            http=HOLDING_PROTOCOL,
-            lifespan="on",
-            log_config=_LOG_CONFIG,
-            access_log=False,
-            timeout_graceful_shutdown=max(30, int(timeout) + 5),
-            timeout_keep_alive=5,
-            env_file=None,
-            server_header=False,
-        )
+        _listen.run(_APP_FACTORY, **settings)  # uvicorn, each worker on its own socket
     finally:
         if compactor is not None:
             compactor.stop()
