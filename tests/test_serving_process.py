@@ -225,6 +225,41 @@ def test_the_gauges_of_a_killed_worker_leave_the_metrics(tmp_path: Path) -> None
         assert server.poll() is None
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and has not exited (a zombie waiting for its parent
+    to read its status has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_workers_stop_when_gyre_serve_is_killed(tmp_path: Path) -> None:
+    """kill -9 of `gyre serve` stops its workers too (gracefully: SIGTERM from the kernel),
+    as it stops its compactor; they used to go on serving on its port, with nothing left
+    to stop them."""
+    model_dir = save_classifier(tmp_path / "clf")
+    env = {**os.environ, "GYRE_HOME": str(tmp_path / "home")}
+    with _gyre_serve(tmp_path, [str(model_dir), "--workers", "2", "--no-log"], env) as (
+        server,
+        _,
+    ):
+        deadline = time.monotonic() + READY_SECONDS
+        while len(workers := _workers(server)) < 2:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)  # poll interval
+        server.kill()
+        server.wait()
+        deadline = time.monotonic() + 60
+        while alive := [pid for pid in workers if _running(pid)]:
+            assert time.monotonic() < deadline, f"workers {alive} outlived gyre serve"
+            time.sleep(0.05)  # poll interval
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("Finished server process") == 2, log[-2000:]
+
+
 def _tcp_sockets(port: int) -> dict[int, str]:
     """The TCP sockets on local port ``port`` (inode -> state: ``0A`` listening, ``01``
     established), from ``/proc/net/tcp`` and ``tcp6``."""

@@ -462,7 +462,8 @@ def serve(
         os.environ[_MULTIPROC_ENV] = metrics_dir
         # admin requests every worker must take (POST /admin/reload), see gyre.serving._peers
         control_dir = tempfile.mkdtemp(prefix="gyre-serve-control-")
-        spec["control"] = {"dir": control_dir, "workers": workers}
+        # (this process is the workers' supervisor: they exit when it dies, see _entry)
+        spec["control"] = {"dir": control_dir, "workers": workers, "supervisor": os.getpid()}
     os.environ[_SPEC_ENV] = json.dumps(spec)
     compactor = None
     if spool:
