@@ -8,13 +8,15 @@ v2 answer for one row; ``GET /v2/health/ready`` answers 200 so the benchmark can
 Python ASGI server answers these requests faster on this machine with these settings, so the
 throughput measured here is the ceiling a model server's own overhead is judged against.
 
-Run it by hand with::
+Run it by hand, as the benchmark does (the settings of ``gyre serve``, its way of listening
+with several workers included: see ``main``)::
 
-    uvicorn serving_echo:app --app-dir benchmarks --port 8000 --no-access-log
+    python benchmarks/serving_echo.py --port 8000 [--workers 2]
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -54,3 +56,26 @@ async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> 
         return
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     await send({"type": "http.response.body", "body": ANSWER})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve ``app`` the way ``gyre serve`` serves its app (src/gyre/cli/_serve_cmds.py):
+    ``gyre.serving._listen.run`` (uvicorn; each of several workers on a socket of its own),
+    uvloop, uvicorn's httptools protocol as gyre gives it (a response's writes sent
+    together), lifespan on, no access log, no Server header, 5 s keep-alive. The workers
+    import this module by name: run it with this folder on ``PYTHONPATH``."""
+    from gyre.serving._listen import run
+    from gyre.serving._protocol import HOLDING_PROTOCOL
+
+    parser = argparse.ArgumentParser(description="the serving benchmark's bare-ASGI ceiling")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args(argv)
+    run("serving_echo:app", host=args.host, port=args.port, workers=args.workers,
+        loop="uvloop", http=HOLDING_PROTOCOL, lifespan="on", access_log=False,
+        server_header=False, timeout_keep_alive=5, log_level="warning")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

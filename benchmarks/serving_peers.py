@@ -44,23 +44,6 @@ HERE = Path(__file__).resolve().parent
 # last uvloop that allows it.
 MLSERVER_EXTRA = ("uvloop<0.22",)
 
-# The echo ceiling runs under the uvicorn settings `gyre serve` passes to uvicorn.run
-# (src/gyre/cli/_serve_cmds.py): uvloop, uvicorn's httptools protocol as gyre gives it
-# (a response's writes sent together, gyre.serving._protocol), lifespan on, no uvicorn
-# access log, no Server header, 5 s keep-alive; --workers as given.
-ECHO_UVICORN = (
-    "--loop",
-    "uvloop",
-    "--http",
-    "gyre.serving._protocol:HttpProtocol",
-    "--lifespan",
-    "on",
-    "--no-access-log",
-    "--no-server-header",
-    "--timeout-keep-alive",
-    "5",
-)
-
 
 @dataclass
 class ServerSpec:
@@ -284,24 +267,12 @@ def mlserver_server(python: Path, repo: Path, name: str, workers: int) -> Server
     return ServerSpec("MLServer", cmd, f"{base}/v2/models/{name}/ready", base, repo)
 
 
-def echo_server(workers: int, cwd: Path, uvicorn_args: Sequence[str] = ECHO_UVICORN) -> ServerSpec:
+def echo_server(workers: int, cwd: Path) -> ServerSpec:
+    """The echo app as ``gyre serve`` would serve it (see ``serving_echo.main``)."""
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "serving_echo:app",
-        "--app-dir",
-        str(HERE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        *uvicorn_args,
-    ]
+    cmd = [sys.executable, str(HERE / "serving_echo.py"), "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers)]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    return ServerSpec("bare ASGI", cmd, f"{base}/v2/health/ready", base, cwd)
+    return ServerSpec(
+        "bare ASGI", cmd, f"{base}/v2/health/ready", base, cwd, env={"PYTHONPATH": str(HERE)}
+    )
