@@ -348,8 +348,8 @@ def test_a_worker_keeps_the_shared_socket_when_it_is_not_the_one_bound(
         shared.listen()
         assert not _listen.own_listener(shared.fileno(), "127.0.0.1", port)
         assert f"descriptor {shared.fileno()} is listening already" in caplog.text
-        assert not _listen.own_listener(shared.fileno(), "127.0.0.1", port + 1 or 1)
-        assert f"not port {port + 1 or 1}" in caplog.text
+        assert not _listen.own_listener(shared.fileno(), "127.0.0.1", port + 1)
+        assert f"not port {port + 1}" in caplog.text
     with (tmp_path / "file").open("w") as plain:
         assert not _listen.own_listener(plain.fileno(), "127.0.0.1", port)
         assert f"descriptor {plain.fileno()} is not a socket" in caplog.text
@@ -708,6 +708,18 @@ def test_serve_binds_as_uvicorn_does(
         refused.exception
     )
     assert len(offline_serve) == 1, "uvicorn not started"
+    if workers == "2" and sys.platform.startswith("linux"):
+        # a server listening with SO_REUSEPORT, which the workers' own sockets would join
+        # (splitting its connections with it) if the port were not refused first
+        with socket.socket() as shared:
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            shared.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            shared.bind(("127.0.0.1", port))
+            shared.listen()
+            joined = CliRunner().invoke(_cli(), args)
+        assert isinstance(joined.exception, InvalidArgument), joined.output
+        assert "the port is already in use" in str(joined.exception)
+        assert len(offline_serve) == 1, "uvicorn not started"
 
 
 @pytest.mark.parametrize("port", ["84036", "65536", "-1"])

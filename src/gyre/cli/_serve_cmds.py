@@ -462,8 +462,7 @@ def serve(
         os.environ[_MULTIPROC_ENV] = metrics_dir
         # admin requests every worker must take (POST /admin/reload), see gyre.serving._peers
         control_dir = tempfile.mkdtemp(prefix="gyre-serve-control-")
-        # (this process is the workers' supervisor: they exit when it dies, see _entry)
-        spec["control"] = {"dir": control_dir, "workers": workers, "supervisor": os.getpid()}
+        spec["control"] = {"dir": control_dir, "workers": workers}
     os.environ[_SPEC_ENV] = json.dumps(spec)
     compactor = None
     if spool:
@@ -570,6 +569,8 @@ def _check_listen(host: str, port: int, workers: int) -> None:
     import errno
     import socket
 
+    from gyre.serving._listen import address_family
+
     if not 0 <= port <= 65535:
         raise InvalidArgument(
             f"--port {port} is not a TCP port",
@@ -578,9 +579,10 @@ def _check_listen(host: str, port: int, workers: int) -> None:
     where = f"{_url_host(host)}:{port}"
     addresses: list[tuple[int, Any]]
     try:
-        if workers > 1:  # the supervisor binds one socket (uvicorn.Config.bind_socket)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            addresses = [(family, (host, port))]
+        if workers > 1:  # the supervisor binds one socket (see gyre.serving._listen)
+            # (without SO_REUSEPORT: a port another server shares that way is refused, where
+            # the workers' own sockets would join it and split its connections with it)
+            addresses = [(address_family(host), (host, port))]
         else:  # the worker's loop binds every address of the host (loop.create_server)
             found = socket.getaddrinfo(
                 host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE

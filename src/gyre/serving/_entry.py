@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["SPEC_ENV", "app_from_env"]
 
 SPEC_ENV = "_GYRE_SERVE_SPEC"
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 logger = logging.getLogger("gyre.serving")
 
@@ -55,30 +53,6 @@ def _open_log(spool_dir: str, store_dir: str | None, settings: dict[str, Any]) -
         compact_interval_s=float(settings.get("compact_interval_s", 30.0)),
         background_compaction=False,
     )
-
-
-def _exit_with_supervisor(supervisor: int) -> None:
-    """Have the kernel send this worker SIGTERM (a graceful stop: what is in flight is
-    answered) when ``supervisor``, the ``gyre serve`` process that started it, dies, kill -9
-    included; uvicorn's workers otherwise outlive it, serving on its port with nobody to
-    stop them. Exits at once when the supervisor is gone already. Linux only
-    (``PR_SET_PDEATHSIG``); elsewhere nothing is done."""
-    if not sys.platform.startswith("linux") or os.getpid() == supervisor:
-        return  # (the app built in the supervisor's own process: nothing to outlive)
-    import ctypes
-    import signal
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        logger.warning(
-            "this worker cannot ask to be stopped with its supervisor (prctl: %s)",
-            os.strerror(ctypes.get_errno()),
-        )
-        return
-    if os.getppid() != supervisor:  # it died before the request took effect
-        logger.warning("the gyre serve process %d is gone: worker %d exits", supervisor,
-                       os.getpid())  # fmt: skip
-        raise SystemExit(0)
 
 
 def _model(m: dict[str, Any], batching: Batching) -> ModelSpec:
@@ -140,8 +114,6 @@ def app_from_env() -> Front:
     # ?workers=all asks them
     peers = None
     control: dict[str, Any] | None = spec.get("control")  # (set with --workers 2 or more)
-    if control is not None and control.get("supervisor"):
-        _exit_with_supervisor(int(control["supervisor"]))
     if control is not None:
         try:
             peers = Peers(control["dir"], int(control["workers"]))

@@ -1,4 +1,5 @@
-"""Each worker of ``gyre serve --workers N`` listening on a socket of its own (Linux).
+"""The workers of ``gyre serve --workers N`` (Linux): each listening on a socket of its own,
+each stopped with the process that started them.
 
 uvicorn's supervisor binds one socket and every worker accepts from it. Which worker takes a
 new connection is then a race between their event loops: the one that is awake, or that
@@ -16,19 +17,24 @@ and it is even on average (64 connections: 32 ± 4 a worker).
 
 How, keeping uvicorn's supervisor (worker start-up, health checks, restarts, signals):
 
-* :class:`ReusePortConfig` binds the socket the supervisor hands its workers with
+* :class:`WorkersConfig` binds the socket the supervisor hands its workers with
   ``SO_REUSEPORT`` and does not listen on it: in the parent it only holds the address (and
   the port the system chose, for ``--port 0``); a socket that is bound but not listening
   is never given a connection.
-* In each worker, before uvicorn listens, :meth:`ReusePortConfig.load` opens a new socket
+* In each worker, before uvicorn listens, :meth:`WorkersConfig.load` opens a new socket
   with ``SO_REUSEPORT`` on that same address and puts it in place of the inherited one
   (``dup2`` onto its descriptor, which the worker receives under the same number): the
   worker's server then listens on a socket of its own. A worker restarted by the
   supervisor does the same. Where that cannot be done (the descriptor is not the
   expected socket), the worker says so and listens on the shared socket, as before.
 
+The same start-up hook asks the kernel to send the worker SIGTERM when the supervisor dies
+(``PR_SET_PDEATHSIG``): uvicorn's workers otherwise outlive a supervisor killed with
+``kill -9``, serving on its port with nothing left to stop them. SIGTERM is their graceful
+stop: what is in flight is answered.
+
 Elsewhere (macOS's ``SO_REUSEPORT`` does not spread connections; Windows has none)
-``gyre serve`` keeps uvicorn's shared socket.
+``gyre serve`` keeps uvicorn's shared socket and its workers' own lifetimes.
 """
 
 from __future__ import annotations
@@ -43,9 +49,11 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ReusePortConfig", "per_worker_sockets", "run"]
+__all__ = ["WorkersConfig", "address_family", "per_worker_sockets", "run"]
 
 logger = logging.getLogger("uvicorn.error")
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def run(app: str, **settings: Any) -> None:
@@ -55,7 +63,7 @@ def run(app: str, **settings: Any) -> None:
     if settings.get("workers", 1) > 1 and per_worker_sockets():
         from uvicorn.supervisors import Multiprocess
 
-        config = ReusePortConfig(app, **settings)
+        config = WorkersConfig(app, **settings)
         with contextlib.suppress(KeyboardInterrupt):  # (uvicorn.run's way: stopped)
             Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
@@ -67,13 +75,14 @@ def per_worker_sockets() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
+def address_family(host: str) -> socket.AddressFamily:
+    """The family of the socket uvicorn binds for ``host`` (IPv6 when it has a colon)."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _bound(host: str, port: int) -> socket.socket:
     """A TCP socket with ``SO_REUSEADDR`` and ``SO_REUSEPORT``, bound, not listening."""
-    sock = socket.socket(_family(host), socket.SOCK_STREAM)
+    sock = socket.socket(address_family(host), socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -84,8 +93,9 @@ def _bound(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ReusePortConfig(uvicorn.Config):
-    """uvicorn's settings, with the listening done as the module docstring says."""
+class WorkersConfig(uvicorn.Config):
+    """uvicorn's settings, with the supervisor's socket and each worker's start-up as the
+    module docstring says."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -109,9 +119,31 @@ class ReusePortConfig(uvicorn.Config):
         return sock
 
     def load(self) -> None:
+        """In a worker (uvicorn calls it before it listens): stop with the supervisor, and
+        listen on a socket of its own."""
         super().load()
         if self.shared_fd is not None and os.getpid() != self.bound_by:
+            stop_with(self.bound_by)
             own_listener(self.shared_fd, self.host, self.bound_port)
+
+
+def stop_with(supervisor: int) -> None:
+    """Have the kernel send this process SIGTERM when ``supervisor``, its parent, dies
+    (kill -9 included); exit at once when it is gone already."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logger.warning(
+            "worker %d cannot ask to be stopped with the gyre serve process %d (prctl: %s)",
+            os.getpid(), supervisor, os.strerror(ctypes.get_errno()),
+        )  # fmt: skip
+        return
+    if os.getppid() != supervisor:  # it died before the request took effect
+        logger.warning("the gyre serve process %d is gone: worker %d exits", supervisor,
+                       os.getpid())  # fmt: skip
+        raise SystemExit(0)
 
 
 def own_listener(fd: int, host: str, port: int) -> bool:
@@ -144,7 +176,7 @@ def _not_the_shared_socket(fd: int, host: str, port: int) -> str | None:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             return f"descriptor {fd} is not a socket"
         with socket.socket(fileno=os.dup(fd)) as probe:
-            if probe.family != _family(host) or probe.type != socket.SOCK_STREAM:
+            if probe.family != address_family(host) or probe.type != socket.SOCK_STREAM:
                 return f"descriptor {fd} is not a TCP socket like {host}:{port}"
             if probe.getsockname()[1] != port:
                 return f"descriptor {fd} is bound to {probe.getsockname()!r}, not port {port}"
