@@ -20,7 +20,7 @@ import argparse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-__all__ = ["ANSWER", "app"]
+__all__ = ["ANSWER", "app", "listen_options", "serve_like_gyre"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -58,23 +58,34 @@ async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> 
     await send({"type": "http.response.body", "body": ANSWER})
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve ``app`` the way ``gyre serve`` serves its app (src/gyre/cli/_serve_cmds.py):
-    ``gyre.serving._listen.run`` (uvicorn; each of several workers on a socket of its own),
-    uvloop, uvicorn's httptools protocol as gyre gives it (a response's writes sent
-    together), lifespan on, no access log, no Server header, 5 s keep-alive. The workers
-    import this module by name: run it with this folder on ``PYTHONPATH``."""
+def serve_like_gyre(app: str, host: str, port: int, workers: int) -> None:
+    """Serve the ASGI app ``app`` ("module:attribute") the way ``gyre serve`` serves its
+    own (src/gyre/cli/_serve_cmds.py): ``gyre.serving._listen.run`` (uvicorn; each of
+    several workers on a socket of its own), uvloop, uvicorn's httptools protocol as gyre
+    gives it (a response's writes sent together), lifespan on, no uvicorn access log, no
+    Server header, 5 s keep-alive. The workers import the module by name: run it with its
+    folder on ``PYTHONPATH``."""
     from gyre.serving._listen import run
     from gyre.serving._protocol import HOLDING_PROTOCOL
 
-    parser = argparse.ArgumentParser(description="the serving benchmark's bare-ASGI ceiling")
+    run(app, host=host, port=port, workers=workers, loop="uvloop", http=HOLDING_PROTOCOL,
+        lifespan="on", access_log=False, server_header=False, timeout_keep_alive=5,
+        log_level="warning")  # fmt: skip
+
+
+def listen_options(parser: argparse.ArgumentParser) -> None:
+    """``--host``, ``--port`` and ``--workers``, as :func:`serve_like_gyre` takes them."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve ``app`` as ``gyre serve`` serves its app (see :func:`serve_like_gyre`)."""
+    parser = argparse.ArgumentParser(description="the serving benchmark's bare-ASGI ceiling")
+    listen_options(parser)
     args = parser.parse_args(argv)
-    run("serving_echo:app", host=args.host, port=args.port, workers=args.workers,
-        loop="uvloop", http=HOLDING_PROTOCOL, lifespan="on", access_log=False,
-        server_header=False, timeout_keep_alive=5, log_level="warning")  # fmt: skip
+    serve_like_gyre("serving_echo:app", args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,16 @@ import contextlib
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from _common import server
 from serving import MODELS, THREAD_VARS, Requests, fit, make_data
-from serving_load import WRK_LUA, oip_v2, run_wrk
-from serving_peers import gyre_server
+from serving_load import WRK_LUA, LoadResult, Protocol, oip_v2, run_wrk
+from serving_peers import ServerSpec, gyre_server
+
+Turns = dict[tuple[str, tuple[int, int]], list[LoadResult]]  # (server, load) -> its turns
 
 
 @dataclass
@@ -36,6 +39,47 @@ class Variant:
     log: bool
     source: Path | None = None  # another gyre source tree (PYTHONPATH), None: this one
     turns: dict[tuple[int, int], list[tuple[float, float]]] = field(default_factory=dict)
+
+
+def take_turns(
+    stack: contextlib.ExitStack,
+    specs: Sequence[tuple[str, ServerSpec]],
+    loads: Sequence[tuple[int, int]],
+    requests: Requests,
+    protocol: Protocol,
+    work: Path,
+    *,
+    turns: int,
+    seconds: float,
+    check: Callable[[ServerSpec], object] | None = None,
+) -> Turns:
+    """Start every server of ``specs`` (label, spec) in ``stack``, one thread per native
+    library each (``check(spec)`` once it is up: raise if it answers wrongly), then drive
+    them with each load in turns: a one-second warm-up each, then ``turns`` turns of
+    ``seconds`` each, every other round in reverse order, so that none is always measured
+    first or after the same neighbour."""
+    script = work / "load.lua"
+    script.write_text(WRK_LUA)
+    running = []
+    for i, (label, spec) in enumerate(specs):
+        env = {**spec.env, **{var: "1" for var in THREAD_VARS}}
+        started = server(spec.cmd, spec.ready_url, cwd=spec.cwd, log=work / f"serve-{i}.log",
+                         env=env, ready_timeout=spec.ready_timeout)  # fmt: skip
+        running.append((label, spec, stack.enter_context(started)))
+        if check is not None:
+            check(spec)
+    results: Turns = {}
+    for rows, connections in loads:
+        bodies = requests.bodies("oip", protocol, rows)
+        load = {"connections": connections, "rows_per_request": rows}
+        for _, spec, _ in running:  # warm-up
+            run_wrk(spec.base_url, protocol.path, bodies, script, seconds=1, **load)
+        for turn in range(turns):
+            for label, spec, proc in running if turn % 2 == 0 else running[::-1]:
+                r = run_wrk(spec.base_url, protocol.path, bodies, script, seconds=seconds,
+                            server_pgid=proc.pid, **load)  # fmt: skip
+                results.setdefault((label, (rows, connections)), []).append(r)
+    return results
 
 
 def parse_loads(text: str) -> list[tuple[int, int]]:
@@ -79,33 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         gyre.models.save_model(fit(args.model, X, y), package, input_example=X[:5])
         requests = Requests.from_data(X, work / "bodies")
         protocol = oip_v2(args.model)
-        script = work / "load.lua"
-        script.write_text(WRK_LUA)
         with contextlib.ExitStack() as stack:
-            running = []
+            specs = []
             for i, v in enumerate(variants):
                 spec = gyre_server(package, args.model, args.workers, log=v.log,
                                    home=work / f"home-{i}")  # fmt: skip
-                env = {**spec.env, **{var: "1" for var in THREAD_VARS}}
                 if v.source is not None:
-                    env["PYTHONPATH"] = str(v.source)
-                log = work / f"serve-{i}.log"
-                started = server(spec.cmd, spec.ready_url, cwd=spec.cwd, log=log, env=env)
-                proc = stack.enter_context(started)
-                running.append((v, spec, proc))
-            for rows, connections in loads:
-                bodies = requests.bodies("oip", protocol, rows)
-                load = {"connections": connections, "rows_per_request": rows}
-                for _, spec, _ in running:  # warm-up
-                    run_wrk(spec.base_url, protocol.path, bodies, script, seconds=1, **load)
-                for turn in range(args.turns):
-                    order = running if turn % 2 == 0 else running[::-1]
-                    for v, spec, proc in order:
-                        r = run_wrk(spec.base_url, protocol.path, bodies, script,
-                                    seconds=args.seconds, server_pgid=proc.pid, **load)  # fmt: skip
-                        v.turns.setdefault((rows, connections), []).append(
-                            (r.requests * rows / r.seconds, r.server_cpu / r.requests)
-                        )
+                    spec.env["PYTHONPATH"] = str(v.source)
+                specs.append((v.label, spec))
+            found = take_turns(stack, specs, loads, requests, protocol, work,
+                               turns=args.turns, seconds=args.seconds)  # fmt: skip
+        for v in variants:
+            for load in loads:
+                v.turns[load] = [
+                    (r.rows_per_second, r.server_cpu / r.requests) for r in found[(v.label, load)]
+                ]
     print_results(variants, loads, args)
     return 0
 
