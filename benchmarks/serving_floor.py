@@ -43,6 +43,9 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gyre.predictions import PredictionGroup
+from gyre.serving._front import new_request_id
+
 HERE = Path(__file__).resolve().parent
 
 Message = MutableMapping[str, Any]
@@ -109,8 +112,6 @@ class Floor:
             asyncio.get_running_loop().call_soon(self.log_turn)
 
     def log_turn(self) -> None:
-        from gyre.predictions import PredictionGroup
-
         done, self.answered = self.answered, []
         rows = [item[3].shape[0] for item in done]
         self.log.append([PredictionGroup(
@@ -154,8 +155,6 @@ async def app(scope: MutableMapping[str, Any], receive: Receive, send: Send) -> 
         await send({"type": "http.response.start", "status": 200, "headers": _READY})
         await send({"type": "http.response.body", "body": b"{}"})
         return
-    from gyre.serving._front import new_request_id
-
     request = orjson.loads(body)
     tensor = request["inputs"][0]
     x = np.asarray(tensor["data"], dtype=np.float64).reshape(tensor["shape"])
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import joblib
     from _common import machine_info, replace_section
-    from serving import DOCS, Requests, fit, make_data
+    from serving import DOCS, Requests, fit, make_data, markdown, print_grid
     from serving_load import oip_v2
     from serving_logcost import parse_loads, take_turns
     from serving_peers import echo_server, gyre_server
@@ -282,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
                 found = take_turns(stack, specs, loads, requests, protocol, run, check=check,
                                    turns=args.turns, seconds=args.seconds)  # fmt: skip
             rows += result_rows(w, [label for label, _ in specs], loads, found)
-    print_results(rows, args)
+    print_grid(f"the floor: LogisticRegression, OIP v2, {args.turns} turns of "
+               f"{args.seconds:g} s each, alternating", HEADERS, rows)  # fmt: skip
     if args.write_docs:
         m = machine_info()
         command = "python benchmarks/serving_floor.py " + " ".join(argv)
@@ -294,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB RAM, "
             f"{m['platform']}; Python {m['python']}",
             "",
-            "| " + " | ".join(HEADERS) + " |",
-            "|" + "---|" * len(HEADERS),
-            *("| " + " | ".join(row) + " |" for row in rows),
+            markdown(HEADERS, rows),
         ]
         replace_section(DOCS, DOCS_START, DOCS_END, "\n".join(lines))
         print(f"results written to {DOCS}")
@@ -318,22 +316,6 @@ def result_rows(
                          f"{rate / ceiling:.0%}", f"{cpu:.0f} µs",
                          " ".join(f"{r.rps:,.0f}" for r in turns)))  # fmt: skip
     return rows
-
-
-def print_results(rows: list[tuple[str, ...]], args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"the floor: LogisticRegression, OIP v2, {args.turns} turns of {args.seconds:g} s "
-        "each, alternating",
-        show_lines=True,
-    )
-    for header in HEADERS:
-        table.add_column(header, justify="left" if header == "server" else "right")
-    for row in rows:
-        table.add_row(*row)
-    Console(width=max(140, Console().width)).print(table)
 
 
 if __name__ == "__main__":
